@@ -1,18 +1,32 @@
 """attesto-asgi: an OAuth 2.0 / OpenID Connect token endpoint for any ASGI application."""
 
+from ._secrets import hash_client_secret
+from .asgi.middleware import AttestoMiddleware
+from .config import Config
+from .core.issuer import issue
 from .errors import OAuthError, StoreUnavailable
 from .events import Event
+from .hooks import Hooks
+from .keys import KeySet
+from .memory import MemoryStore
 from .model import Client, Denied, Issued, TokenRequest
 from .store import Store, open_store
 
 __all__ = [
+    "AttestoMiddleware",
     "Client",
+    "Config",
     "Denied",
     "Event",
+    "Hooks",
     "Issued",
+    "KeySet",
+    "MemoryStore",
     "OAuthError",
     "Store",
     "StoreUnavailable",
     "TokenRequest",
+    "hash_client_secret",
+    "issue",
     "open_store",
 ]

@@ -70,7 +70,7 @@ class OAuthError(Exception):
     so the core can return it inside ``Denied``.
     """
 
-    __slots__ = ("error", "description", "detail", "status", "headers")
+    __slots__ = ("description", "detail", "error", "headers", "status")
 
     error: str
     description: str

@@ -1,0 +1,1 @@
+"""The ASGI adapter: scope/body in, ``TokenRequest`` to the core, JSON out."""

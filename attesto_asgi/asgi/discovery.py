@@ -1,0 +1,52 @@
+"""Discovery metadata (RFC 8414, OIDC Discovery 1.0) and the JWKS document, built once."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import Config
+from ..core.issuer import GRANTS
+from ..model import AUTH_METHODS
+
+__all__ = ["metadata", "metadata_documents"]
+
+_JWT_AUTH_ALGS = ("HS256", "ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256", "RS384", "PS384", "RS512", "PS512")
+
+
+def metadata(config: Config) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "issuer": config.issuer,
+        "token_endpoint": config.token_endpoint,
+        "jwks_uri": config.endpoint(config.jwks_path),
+        "grant_types_supported": sorted(GRANTS),
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(_JWT_AUTH_ALGS),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(config.keys.algorithms),
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+    }
+    scopes = sorted({s for c in config.clients for s in c.scope})
+    if scopes:
+        doc["scopes_supported"] = scopes
+    if config.authorization_endpoint:
+        doc["authorization_endpoint"] = config.authorization_endpoint
+    if config.userinfo_endpoint:
+        doc["userinfo_endpoint"] = config.userinfo_endpoint
+    doc.update(config.extra_metadata)
+    return doc
+
+
+def metadata_documents(config: Config) -> dict[str, dict[str, Any]]:
+    """ASGI path -> JSON document. OIDC Discovery §4: ``<issuer>/.well-known/openid-configuration``;
+    RFC 8414 §3: ``/.well-known/oauth-authorization-server<issuer path>``."""
+    issuer_path = urlsplit(config.issuer).path.rstrip("/")
+    doc = metadata(config)
+    return {
+        f"{issuer_path}/.well-known/openid-configuration": doc,
+        f"/.well-known/oauth-authorization-server{issuer_path}": doc,
+        config.jwks_path: config.keys.public_jwks(),
+    }

@@ -1,0 +1,81 @@
+"""Strict ``application/x-www-form-urlencoded`` parsing with limits (RFC 6749 §3.1, §3.2)."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+from urllib.parse import parse_qsl
+
+from ..errors import INVALID_REQUEST, OAuthError
+from .types import Receive
+
+__all__ = ["MULTI_VALUED", "BodyTooLarge", "Form", "parse_form", "read_body"]
+
+# RFC 8707 resource and RFC 8693 audience may be repeated; nothing else may.
+MULTI_VALUED: Final = frozenset({"resource", "audience"})
+MAX_FIELDS: Final = 64
+_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Form:
+    __slots__ = ("multi", "params")
+
+    def __init__(self, params: dict[str, str], multi: dict[str, tuple[str, ...]]) -> None:
+        self.params = params
+        self.multi = multi
+
+
+async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
+    """The request body, read incrementally and never buffered past ``limit`` bytes."""
+    if declared is not None and declared > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _bad(detail: str) -> OAuthError:
+    return OAuthError(INVALID_REQUEST, "The request body is malformed.", detail=detail)
+
+
+def parse_form(body: bytes) -> Form:
+    """Parameters sent without a value are treated as omitted (RFC 6749 §3.1); a parameter
+    given twice is ``invalid_request`` (§3.1: "MUST NOT be included more than once")."""
+    if _BAD_PERCENT.search(body):
+        raise _bad("invalid percent-encoding")
+    try:
+        text = body.decode("ascii")
+        pairs = parse_qsl(
+            text, keep_blank_values=True, strict_parsing=bool(text), errors="strict", max_num_fields=MAX_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad(f"form does not parse: {exc.__class__.__name__}") from None
+    params: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for name, value in pairs:
+        if name in MULTI_VALUED:
+            if value:
+                multi.setdefault(name, []).append(value)
+            continue
+        if name in seen:
+            raise OAuthError(INVALID_REQUEST, f"The {name} parameter is repeated.", detail=f"duplicate {name}")
+        seen.add(name)
+        if value:
+            params[name] = value
+    return Form(params, {k: tuple(v) for k, v in multi.items()})

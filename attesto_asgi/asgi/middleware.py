@@ -1,0 +1,204 @@
+"""``AttestoMiddleware``: a pure-ASGI middleware serving the token endpoint, discovery and JWKS.
+
+Set-up (routes, metadata documents, client authenticator) happens once in ``__init__``;
+``__call__`` does a dict lookup on the path and otherwise passes the request through
+untouched, as it does every non-HTTP scope (lifespan, websocket).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+from urllib.parse import unquote_plus
+
+import msgspec
+
+from ..config import Config, is_loopback_host
+from ..core.client_auth import ClientAuthenticator
+from ..core.issuer import RETRY_AFTER_SECONDS, issue
+from ..errors import INVALID_REQUEST, TEMPORARILY_UNAVAILABLE, OAuthError, StoreUnavailable
+from ..events import TOKEN_DENIED, Event
+from ..model import Denied, Issued, TokenRequest
+from .discovery import metadata_documents
+from .form import BodyTooLarge, parse_form, read_body
+from .types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["AttestoMiddleware"]
+
+log = logging.getLogger("attesto_asgi.asgi")
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+RawHeaders = list[tuple[bytes, bytes]]
+
+_JSON_NO_STORE: Final[RawHeaders] = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+]
+# RFC 6749 §2.3.1: credentials "MUST NOT be included in the request URI"; grant parameters neither.
+_FORBIDDEN_IN_QUERY: Final = frozenset(
+    {
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "grant_type",
+        "code",
+        "code_verifier",
+        "refresh_token",
+        "subject_token",
+        "actor_token",
+        "password",
+        "scope",
+    }
+)
+_encode = msgspec.json.encode
+
+
+class AttestoMiddleware:
+    """Mount in front of any ASGI app: ``AttestoMiddleware(app, config=Config(...))``."""
+
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.authenticator = ClientAuthenticator(config)
+        self.token_path = config.token_path
+        routes: dict[str, Handler] = {config.token_path: self._token}
+        for path, document in metadata_documents(config).items():
+            routes[path] = self._static(_encode(document))
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self.routes.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    # ------------------------------------------------------------------ responses
+    @staticmethod
+    async def _send(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _send_error(self, send: Send, error: OAuthError) -> None:
+        headers = [*_JSON_NO_STORE, *((k.encode(), v.encode()) for k, v in error.headers)]
+        await self._send(send, error.status, _encode(error.body()), headers)
+
+    def _static(self, body: bytes) -> Handler:
+        headers: RawHeaders = [
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"public, max-age=300"),
+            (b"access-control-allow-origin", b"*"),
+        ]
+
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            method = scope["method"]
+            if method not in ("GET", "HEAD"):
+                await self._send(send, 405, b"", [(b"allow", b"GET, HEAD")])
+                return
+            await self._send(send, 200, b"" if method == "HEAD" else body, headers)
+
+        return handler
+
+    async def _emit(self, events: Iterable[Event]) -> None:
+        on_event = self.config.hooks.on_event
+        for event in events:
+            try:
+                await on_event(event)
+            except Exception:  # a failing sink is logged, never fails the request
+                log.exception("hooks.on_event failed for %s", event.name)
+
+    # ------------------------------------------------------------------ token endpoint
+    async def _token(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            error = OAuthError(
+                INVALID_REQUEST, "The token endpoint accepts POST only.", status=405, headers=(("allow", "POST"),)
+            )
+            await self._send_error(send, error)
+            return
+        outcome = await self._token_outcome(scope, receive)
+        if isinstance(outcome, Issued):
+            await self._send(send, 200, _encode(outcome.body), _JSON_NO_STORE)
+        else:
+            await self._send_error(send, outcome.error)
+        await self._emit(outcome.events)
+
+    async def _token_outcome(self, scope: Scope, receive: Receive) -> Issued | Denied:
+        authorization: str | None = None
+        content_type = b""
+        content_length: int | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = int(value) if value.isdigit() else None
+        client_id: str | None = None
+        try:
+            self._https_required(scope)
+            self._form_content_type(content_type)
+            self._no_parameters_in_query(scope)
+            try:
+                body = await read_body(receive, self.config.max_body_bytes, content_length)
+            except BodyTooLarge:
+                raise OAuthError(INVALID_REQUEST, "The request body is too large.", status=413) from None
+            form = parse_form(body)
+            client_id = form.params.get("client_id")
+            client, method = await self.authenticator.authenticate(authorization, form.params)
+            client_id = client.client_id
+            grant_type = form.params.get("grant_type")
+            if grant_type is None:
+                raise OAuthError(INVALID_REQUEST, "The grant_type parameter is missing.")
+            request = TokenRequest(
+                client=client,
+                grant_type=grant_type,
+                params=form.params,
+                resource=form.multi.get("resource", ()),
+                audience=form.multi.get("audience", ()),
+                auth_method=method,
+            )
+        except OAuthError as exc:
+            return self._denied_at_edge(exc, client_id)
+        except StoreUnavailable as exc:  # the replay cache, during client authentication
+            log.warning("store unavailable during client authentication: %s", exc)
+            error = OAuthError(TEMPORARILY_UNAVAILABLE, headers=(("retry-after", str(RETRY_AFTER_SECONDS)),))
+            return self._denied_at_edge(error, client_id)
+        return await issue(self.config, request)
+
+    def _denied_at_edge(self, error: OAuthError, client_id: str | None) -> Denied:
+        event = Event(
+            name=TOKEN_DENIED,
+            at=self.config.clock(),
+            client_id=client_id,
+            data={"error": error.error, "reason": error.detail},
+        )
+        return Denied(error=error, events=(event,))
+
+    def _https_required(self, scope: Scope) -> None:
+        # RFC 6749 §3.2: the token endpoint "MUST" use TLS; loopback is exempt for development.
+        if not self.config.require_https or scope.get("scheme") == "https":
+            return
+        server = scope.get("server")
+        if server and is_loopback_host(str(server[0])):
+            return
+        raise OAuthError(INVALID_REQUEST, "HTTPS is required.", detail="token request over plain HTTP")
+
+    @staticmethod
+    def _form_content_type(content_type: bytes) -> None:
+        # RFC 6749 §3.2: "using the application/x-www-form-urlencoded format".
+        media = content_type.split(b";", 1)[0].strip().lower()
+        if media != b"application/x-www-form-urlencoded":
+            raise OAuthError(INVALID_REQUEST, "The body must be application/x-www-form-urlencoded.")
+
+    @staticmethod
+    def _no_parameters_in_query(scope: Scope) -> None:
+        query: bytes = scope.get("query_string", b"")
+        if not query:
+            return
+        for pair in query.decode("latin-1").split("&"):
+            if unquote_plus(pair.split("=", 1)[0]) in _FORBIDDEN_IN_QUERY:
+                raise OAuthError(INVALID_REQUEST, "Credentials and grant parameters must be sent in the body.")

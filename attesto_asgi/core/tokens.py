@@ -1,0 +1,132 @@
+"""Access tokens (RFC 9068 JWT) and the RFC 6749 §5.1 response body."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final, NamedTuple
+
+from .._secrets import new_id
+from ..errors import INVALID_REQUEST, INVALID_TARGET, OAuthError
+from ..model import Client
+from .context import Context
+from .scope import format_scope
+
+__all__ = [
+    "AT_RESERVED_CLAIMS",
+    "AccessToken",
+    "MintError",
+    "mint_access_token",
+    "resolve_audience",
+    "token_response",
+]
+
+log = logging.getLogger("attesto_asgi.tokens")
+
+# Claims the server sets; a hook's claim of the same name never overrides them.
+AT_RESERVED_CLAIMS: Final = frozenset(
+    {"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "auth_time", "acr", "amr", "act", "cnf"}
+)
+
+
+class MintError(Exception):
+    """A token could not be minted (server fault, not the client's). Logged in full;
+    the client sees RFC 6749 §5.2 ``invalid_request`` "unable to issue token"."""
+
+    def to_oauth(self) -> OAuthError:
+        return OAuthError(INVALID_REQUEST, "Unable to issue token.", detail=f"mint failure: {self}")
+
+
+class AccessToken(NamedTuple):
+    token: str
+    claims: dict[str, Any]
+    expires_in: int
+
+
+def resolve_audience(ctx: Context, client: Client, resources: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``aud`` of a new access token: the requested resources, each one the client may
+    target (RFC 8707 §2: ``invalid_target`` otherwise), or the default audience."""
+    if resources:
+        if not set(resources).issubset(client.audiences):
+            raise OAuthError(
+                INVALID_TARGET,
+                detail=f"resource not allowed for client: {sorted(set(resources) - set(client.audiences))}",
+            )
+        return resources
+    return (ctx.config.default_audience or client.client_id,)
+
+
+async def mint_access_token(
+    ctx: Context,
+    *,
+    client: Client,
+    subject: str,
+    scope: tuple[str, ...],
+    audience: tuple[str, ...],
+    family_id: str | None = None,
+    auth_time: int | None = None,
+    acr: str | None = None,
+    amr: tuple[str, ...] = (),
+    act: dict[str, Any] | None = None,
+    not_after: float | None = None,
+    typ: str = "at+jwt",
+) -> AccessToken:
+    """Sign an RFC 9068 access token. ``not_after`` caps ``exp`` (a token never outlives
+    what it was derived from). With a ``family_id`` the ``jti`` is recorded so revoking
+    the family makes this token inactive."""
+    config = ctx.config
+    iat = int(ctx.now)
+    exp = iat + (client.access_token_ttl or config.access_token_ttl)
+    if not_after is not None:
+        exp = min(exp, int(not_after))
+    claims: dict[str, Any] = dict(await config.hooks.access_token_claims(client, subject, scope))
+    # RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti are REQUIRED.
+    claims.update(
+        iss=config.issuer,
+        sub=subject,
+        aud=audience[0] if len(audience) == 1 else list(audience),
+        exp=exp,
+        iat=iat,
+        jti=new_id(),
+        client_id=client.client_id,
+    )
+    if scope:
+        claims["scope"] = format_scope(scope)
+    if auth_time is not None:
+        claims["auth_time"] = auth_time
+    if acr is not None:
+        claims["acr"] = acr
+    if amr:
+        claims["amr"] = list(amr)
+    if act is not None:
+        claims["act"] = act
+    try:
+        token = config.keys.signer().sign(claims, typ)
+    except Exception as exc:
+        log.exception("access token signing failed")
+        raise MintError(f"signing failed: {exc.__class__.__name__}") from exc
+    if family_id is not None:
+        await config.backend.record_access_token(claims["jti"], family_id, exp)
+    return AccessToken(token, claims, exp - iat)
+
+
+def token_response(
+    at: AccessToken,
+    scope: tuple[str, ...],
+    *,
+    refresh_token: str | None = None,
+    id_token: str | None = None,
+) -> dict[str, Any]:
+    """RFC 6749 §5.1: ``scope`` is always returned (RFC 6749 allows omitting it only when
+    identical to the request; always sending it removes the ambiguity)."""
+    body: dict[str, Any] = {
+        "access_token": at.token,
+        "token_type": "Bearer",
+        "expires_in": at.expires_in,
+    }
+    if scope:
+        body["scope"] = format_scope(scope)
+    if refresh_token is not None:
+        body["refresh_token"] = refresh_token
+    if id_token is not None:
+        body["id_token"] = id_token
+    return body

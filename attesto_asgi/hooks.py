@@ -1,0 +1,79 @@
+"""``Hooks``: host policy with safe defaults. Subclass and override what you need.
+
+Every hook is async so it may consult a database. A hook denies by raising ``OAuthError``
+(or returning False where it answers a yes/no question). Defaults are the conservative
+reading of the RFCs; each says which.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import INVALID_SCOPE, OAuthError
+from .events import Event
+from .model import Client
+
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = ["Hooks"]
+
+log = logging.getLogger("attesto_asgi.events")
+
+
+class Hooks:
+    """Host policy. The base class is usable as is."""
+
+    async def load_client(self, config: Config, client_id: str) -> Client | None:
+        """The registered client, or None. Default: ``Config.clients``."""
+        return config.client(client_id)
+
+    async def authorize_scope(
+        self,
+        client: Client,
+        requested: tuple[str, ...] | None,
+        *,
+        grant_type: str,
+        subject: str | None = None,
+    ) -> tuple[str, ...]:
+        """The scope to grant. Default: an omitted scope is the client's default scope
+        (RFC 6749 §3.3 "pre-defined default value"); a requested scope must be a subset of
+        the client's allowed scopes, else ``invalid_scope``."""
+        if requested is None:
+            return client.default_scope if client.default_scope is not None else client.scope
+        # RFC 6749 §3.3: the server may fully or partially ignore the requested scope; we refuse.
+        extra = set(requested).difference(client.scope)
+        if extra:
+            raise OAuthError(INVALID_SCOPE, detail=f"scope not allowed for client: {sorted(extra)}")
+        return requested
+
+    async def access_token_claims(self, client: Client, subject: str, scope: tuple[str, ...]) -> Mapping[str, Any]:
+        """Extra claims for an access token. A claim the token sets itself wins."""
+        return {}
+
+    async def id_token_claims(
+        self,
+        client: Client,
+        subject: str,
+        scope: tuple[str, ...],
+        requested_claims: Mapping[str, Any] | None,
+    ) -> Mapping[str, Any]:
+        """Extra ID-token claims (OIDC Core §5.4 scope claims, §5.5 ``claims`` request's
+        ``id_token`` member). A claim colliding with a reserved one fails the request."""
+        return {}
+
+    async def issue_refresh_token(self, client: Client, scope: tuple[str, ...]) -> bool:
+        """Whether the first refresh token is issued (the client already has the
+        refresh_token grant). Default, OIDC Core §11: when ``offline_access`` was granted,
+        or for a non-OIDC request (no ``openid``)."""
+        return "offline_access" in scope or "openid" not in scope
+
+    async def subject_active(self, subject: str) -> bool:
+        """False for a disabled or deleted user: their codes and refresh tokens stop working."""
+        return True
+
+    async def on_event(self, event: Event) -> None:
+        """Receives every audit event after the response is decided. Default: log it."""
+        log.info("%s client=%s subject=%s data=%s", event.name, event.client_id, event.subject, event.data)

@@ -1,0 +1,156 @@
+"""``KeySet``: the server's private signing keys, loaded or generated once at start-up.
+
+Every key has ``kid`` = its RFC 7638 thumbprint and one ``alg``. One key signs per
+algorithm (the first given for it); the ``active`` algorithm is the default. Every key is
+published in the JWKS, so tokens signed before a rotation still verify.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, cast
+
+import msgspec
+from joserfc import jws
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jwk import KeySet as _JoseKeySet
+
+__all__ = ["SUPPORTED_ALGS", "KeySet", "SigningKey"]
+
+JoseKey = ECKey | OKPKey | RSAKey
+
+# alg -> (key type, curve or None, hash name used for at_hash / c_hash: OIDC Core §3.1.3.6)
+SUPPORTED_ALGS: Final[dict[str, tuple[str, str | None]]] = {
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "ES512": ("EC", "P-521"),
+    "EdDSA": ("OKP", "Ed25519"),
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+}
+
+# joserfc refuses algorithms outside its recommended set unless they are named.
+_REGISTRY = jws.JWSRegistry(algorithms=list(SUPPORTED_ALGS))
+
+
+class SigningKey:
+    """One private key with its algorithm and ``kid``; signs compact JWS."""
+
+    __slots__ = ("alg", "key", "kid")
+
+    def __init__(self, key: JoseKey, alg: str) -> None:
+        if alg not in SUPPORTED_ALGS:
+            raise ValueError(f"unsupported signing algorithm {alg!r}")
+        kty, crv = SUPPORTED_ALGS[alg]
+        if key.key_type != kty or (crv is not None and key.get("crv") != crv):
+            raise ValueError(f"key of type {key.key_type} cannot sign {alg}")
+        if not key.is_private:
+            raise ValueError("a signing key must be private")
+        self.key = key
+        self.alg = alg
+        self.kid = key.thumbprint()
+
+    def sign(self, claims: Mapping[str, Any], typ: str) -> str:
+        header = {"alg": self.alg, "kid": self.kid, "typ": typ}
+        payload = msgspec.json.encode(claims)
+        return jws.serialize_compact(header, payload, self.key, registry=_REGISTRY)
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk = dict(self.key.as_dict(private=False))
+        jwk.update(kid=self.kid, alg=self.alg, use="sig")
+        return jwk
+
+    def __repr__(self) -> str:
+        return f"SigningKey(alg={self.alg!r}, kid={self.kid!r})"
+
+
+def _generate(alg: str) -> JoseKey:
+    kty, crv = SUPPORTED_ALGS[alg]
+    if kty == "EC":
+        return ECKey.generate_key(crv)
+    if kty == "OKP":
+        return OKPKey.generate_key("Ed25519")
+    return RSAKey.generate_key(2048)
+
+
+class KeySet:
+    """The server's keys. ``KeySet.generate("ES256")`` for development; ``KeySet.load(path)``
+    or ``KeySet.from_jwks(dict)`` for private JWKs kept by the host (each with ``alg``)."""
+
+    __slots__ = ("_by_alg", "_keys", "_public", "active_alg")
+
+    def __init__(self, keys: Sequence[SigningKey], *, active_alg: str | None = None) -> None:
+        if not keys:
+            raise ValueError("a KeySet needs at least one key")
+        self._keys = tuple(keys)
+        by_alg: dict[str, SigningKey] = {}
+        for k in self._keys:
+            by_alg.setdefault(k.alg, k)
+        self._by_alg = by_alg
+        self.active_alg = active_alg or self._keys[0].alg
+        if self.active_alg not in by_alg:
+            raise ValueError(f"no key for the active algorithm {self.active_alg!r}")
+        self._public = {"keys": [k.public_jwk() for k in self._keys]}
+
+    @classmethod
+    def generate(cls, *algs: str) -> KeySet:
+        """Fresh keys, one per algorithm (default ES256); the first is active."""
+        algs = algs or ("ES256",)
+        return cls([SigningKey(_generate(a), a) for a in algs])
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any], *, active_alg: str | None = None) -> KeySet:
+        """Private JWKs; each needs an ``alg`` member (RFC 7517 §4.4)."""
+        imported = _JoseKeySet.import_key_set(cast(Any, dict(jwks)))
+        keys: list[SigningKey] = []
+        for key in imported.keys:
+            alg = key.get("alg")
+            if not isinstance(alg, str):
+                raise ValueError("each private JWK needs an 'alg' member")
+            if not isinstance(key, ECKey | OKPKey | RSAKey):
+                raise ValueError("signing keys are EC, OKP or RSA keys")
+            keys.append(SigningKey(key, alg))
+        return cls(keys, active_alg=active_alg)
+
+    @classmethod
+    def load(cls, path: str | Path, *, active_alg: str | None = None) -> KeySet:
+        return cls.from_jwks(json.loads(Path(path).read_text("utf-8")), active_alg=active_alg)
+
+    def private_jwks(self) -> dict[str, Any]:
+        """The private JWKs, for saving with ``KeySet.load`` later. Keep the file secret."""
+        out = []
+        for k in self._keys:
+            jwk = dict(k.key.as_dict(private=True))
+            jwk.update(kid=k.kid, alg=k.alg)
+            out.append(jwk)
+        return {"keys": out}
+
+    def public_jwks(self) -> dict[str, Any]:
+        """The RFC 7517 JWK Set of every key, public members only."""
+        return self._public
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return tuple(self._by_alg)
+
+    def signer(self, alg: str | None = None) -> SigningKey:
+        """The key that signs ``alg`` (default: the active algorithm)."""
+        try:
+            return self._by_alg[alg or self.active_alg]
+        except KeyError:
+            raise ValueError(f"no signing key for {alg!r}") from None
+
+    def has(self, alg: str) -> bool:
+        return alg in self._by_alg
+
+    def __iter__(self) -> Iterator[SigningKey]:
+        return iter(self._keys)
+
+    def __repr__(self) -> str:
+        return f"KeySet(active_alg={self.active_alg!r}, kids={[k.kid for k in self._keys]!r})"
