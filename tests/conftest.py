@@ -1,0 +1,45 @@
+"""Shared fixtures: a controllable clock, a memory store with the standard clients, and an
+httpx client speaking real HTTP semantics to the middleware through ``httpx.ASGITransport``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from attesto_asgi import AttestoMiddleware, Config, MemoryStore
+from tests.helpers import ISSUER, FakeClock, http_client, keyset, not_found_app, standard_clients
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_config(clock: FakeClock) -> Callable[..., Config]:
+    def make(**overrides: Any) -> Config:
+        options: dict[str, Any] = {
+            "issuer": ISSUER,
+            "keys": keyset("ES256"),
+            "store": MemoryStore(clock=clock, warn=False),
+            "clients": standard_clients(),
+            "clock": clock,
+        }
+        options.update(overrides)
+        return Config(**options)
+
+    return make
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+async def client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(AttestoMiddleware(not_found_app, config)) as c:
+        yield c

@@ -1,0 +1,115 @@
+"""Test helpers shared by every test module: clock, clients, keys, the host app, an HTTP client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import msgspec
+from joserfc.jwk import ECKey
+
+from attesto_asgi import Client, KeySet
+
+ISSUER = "http://localhost"
+BASE_URL = "http://localhost"
+TOKEN_URL = f"{BASE_URL}/oauth/token"
+
+SVC_SECRET = "svc-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+POST_SECRET = "post-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+HS_SECRET = "hs-jwt-secret-0123456789abcdefghijklmnopqrstuvwxyz0123"
+
+# One private key for the private_key_jwt client, made once per test session.
+PKJWT_KEY = ECKey.generate_key("P-256")
+PKJWT_PUBLIC = dict(PKJWT_KEY.as_dict(private=False), kid="pk-1", alg="ES256", use="sig")
+
+
+class FakeClock:
+    """Epoch seconds that only move when a test moves them."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def standard_clients() -> tuple[Client, ...]:
+    return (
+        Client(
+            client_id="svc",
+            client_secret=SVC_SECRET,
+            grant_types=("client_credentials",),
+            scope=("read", "write", "admin"),
+            default_scope=("read",),
+            audiences=("https://api.example.com", "https://billing.example.com"),
+        ),
+        Client(
+            client_id="poster",
+            client_secret=POST_SECRET,
+            token_endpoint_auth_method="client_secret_post",
+            grant_types=("client_credentials",),
+            scope=("read",),
+        ),
+        Client(
+            client_id="spa",
+            token_endpoint_auth_method="none",
+            grant_types=("authorization_code", "refresh_token"),
+            redirect_uris=("http://localhost:3000/cb",),
+            scope=("openid", "profile", "offline_access"),
+        ),
+        Client(
+            client_id="pkjwt",
+            token_endpoint_auth_method="private_key_jwt",
+            jwks={"keys": [PKJWT_PUBLIC]},
+            grant_types=("client_credentials",),
+            scope=("read",),
+        ),
+        Client(
+            client_id="hsjwt",
+            client_secret=HS_SECRET,
+            token_endpoint_auth_method="client_secret_jwt",
+            grant_types=("client_credentials",),
+            scope=("read",),
+        ),
+    )
+
+
+_KEYS: dict[str, KeySet] = {}
+
+
+def keyset(*algs: str) -> KeySet:
+    """Key generation is slow for RSA: one KeySet per algorithm list per session."""
+    name = ",".join(algs) or "ES256"
+    if name not in _KEYS:
+        _KEYS[name] = KeySet.generate(*algs)
+    return _KEYS[name]
+
+
+async def not_found_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The host app behind the middleware: answers everything with 404 text."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"host app"})
+
+
+def http_client(app: Any, base_url: str = BASE_URL) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a compact JWS, unverified (tests verify separately)."""
+    import base64
+
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = msgspec.json.decode(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return decoded
