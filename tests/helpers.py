@@ -113,3 +113,61 @@ def jwt_claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     decoded: dict[str, Any] = msgspec.json.decode(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return decoded
+
+
+class Lifespan:
+    """Drives an ASGI app's lifespan protocol by hand (startup on enter, shutdown on exit)."""
+
+    def __init__(self, app: Any) -> None:
+        import asyncio
+
+        self.app = app
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Lifespan:
+        import asyncio
+
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self.task = asyncio.create_task(self.app(scope, self.inbox.get, self.outbox.put))
+        await self.inbox.put({"type": "lifespan.startup"})
+        message = await self.outbox.get()
+        assert message["type"] == "lifespan.startup.complete", message
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        message = await self.outbox.get()
+        assert message["type"] == "lifespan.shutdown.complete", message
+        assert self.task is not None
+        await self.task
+
+
+async def websocket_roundtrip(app: Any, path: str) -> list[dict[str, Any]]:
+    """Open a websocket on ``app`` by hand and collect what it sends until it closes."""
+    incoming = [{"type": "websocket.connect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "scheme": "ws",
+        "query_string": b"",
+        "headers": [],
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 5000),
+        "subprotocols": [],
+        "state": {},
+    }
+    await app(scope, receive, send)
+    return sent

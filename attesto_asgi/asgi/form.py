@@ -69,6 +69,8 @@ def parse_form(body: bytes) -> Form:
     multi: dict[str, list[str]] = {}
     seen: set[str] = set()
     for name, value in pairs:
+        if not name:
+            raise _bad("parameter without a name")
         if name in MULTI_VALUED:
             if value:
                 multi.setdefault(name, []).append(value)

@@ -107,7 +107,9 @@ class ClientAuthenticator:
 
     def _fail(self, detail: str, used_header: bool) -> OAuthError:
         # RFC 6749 §5.2: 401 and WWW-Authenticate when the client used the Authorization header.
-        return OAuthError(INVALID_CLIENT, detail=detail, headers=self.realm_header if used_header else ())
+        if used_header:
+            return OAuthError(INVALID_CLIENT, detail=detail, status=401, headers=self.realm_header)
+        return OAuthError(INVALID_CLIENT, detail=detail, status=400)
 
     async def _load(self, client_id: str) -> Client | None:
         return await self.config.hooks.load_client(self.config, client_id)

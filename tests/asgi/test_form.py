@@ -1,0 +1,111 @@
+"""Strict form parsing (RFC 6749 §3.1, §3.2), as a unit and through HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from attesto_asgi import OAuthError
+from attesto_asgi.asgi.form import parse_form
+from tests.helpers import SVC_SECRET
+
+AUTH = ("svc", SVC_SECRET)
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_parameters_without_a_value_are_omitted() -> None:
+    form = parse_form(b"grant_type=client_credentials&scope=&resource=")
+    assert form.params == {"grant_type": "client_credentials"}
+    assert form.multi == {}
+
+
+def test_multi_valued_resource_and_audience_keep_order() -> None:
+    form = parse_form(b"resource=https%3A%2F%2Fa&audience=x&resource=https%3A%2F%2Fb&audience=y")
+    assert form.multi == {"resource": ("https://a", "https://b"), "audience": ("x", "y")}
+
+
+def test_plus_and_percent_decode() -> None:
+    assert parse_form(b"scope=read+write&x=%C3%BC").params == {"scope": "read write", "x": "ü"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"grant_type=a&grant_type=b",
+        b"scope=read&scope=read",
+        b"a=%zz",
+        b"a=%4",
+        b"a=%FF",  # not UTF-8
+        b"a=\xc3\xbc",  # raw non-ASCII byte
+        b"&&",
+        b"=novalue",
+        b"a=1&" * 70,
+    ],
+)
+def test_malformed_forms_are_invalid_request(body: bytes) -> None:
+    with pytest.raises(OAuthError) as info:
+        parse_form(body)
+    assert info.value.error == "invalid_request"
+
+
+async def raw(
+    client: httpx.AsyncClient, body: bytes, headers: dict[str, str] | None = None, **kw: Any
+) -> httpx.Response:
+    return await client.post("/oauth/token", content=body, headers={**FORM, **(headers or {})}, auth=AUTH, **kw)
+
+
+async def test_duplicate_parameter_over_http(client: httpx.AsyncClient) -> None:
+    r = await raw(client, b"grant_type=client_credentials&scope=read&scope=write")
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_request"
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["pragma"] == "no-cache"
+
+
+async def test_content_type_must_be_form(client: httpx.AsyncClient) -> None:
+    r = await client.post("/oauth/token", json={"grant_type": "client_credentials"}, auth=AUTH)
+    assert r.json()["error"] == "invalid_request"
+    ok = await raw(
+        client, b"grant_type=client_credentials", {"content-type": "Application/X-WWW-Form-Urlencoded; charset=UTF-8"}
+    )
+    assert ok.status_code == 200
+
+
+async def test_body_over_64_kib_is_413_with_oauth_error(client: httpx.AsyncClient) -> None:
+    body = b"grant_type=client_credentials&pad=" + b"a" * (64 * 1024)
+    r = await raw(client, body)
+    assert r.status_code == 413
+    assert r.json()["error"] == "invalid_request"
+
+
+async def test_body_over_limit_without_content_length_is_cut_off_while_streaming(client: httpx.AsyncClient) -> None:
+    sent: list[int] = []
+
+    async def chunks() -> Any:
+        for _ in range(100):
+            sent.append(1)
+            yield b"a" * 4096
+
+    r = await client.post("/oauth/token", content=chunks(), headers=FORM, auth=AUTH)
+    assert r.status_code == 413
+    assert r.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("query", ["client_secret=x", "grant_type=client_credentials", "client%5Fid=svc"])
+async def test_credentials_or_grant_in_query_are_invalid_request(client: httpx.AsyncClient, query: str) -> None:
+    r = await client.post(f"/oauth/token?{query}", data={"grant_type": "client_credentials"}, auth=AUTH)
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_request"
+
+
+async def test_unrelated_query_parameters_are_ignored(client: httpx.AsyncClient) -> None:
+    r = await client.post("/oauth/token?trace=1", data={"grant_type": "client_credentials"}, auth=AUTH)
+    assert r.status_code == 200
+
+
+async def test_missing_grant_type_is_invalid_request(client: httpx.AsyncClient) -> None:
+    r = await raw(client, b"scope=read")
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_request"

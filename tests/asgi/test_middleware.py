@@ -1,0 +1,208 @@
+"""The middleware in front of real host apps: only its paths are handled, all else passes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from attesto_asgi import AttestoMiddleware, Config, Event, Hooks
+from tests.helpers import SVC_SECRET, Lifespan, http_client, not_found_app, websocket_roundtrip
+
+AUTH = ("svc", SVC_SECRET)
+CC = {"grant_type": "client_credentials"}
+
+
+def starlette_app(config: Config, lifespan_log: list[str]) -> Starlette:
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.body()
+        return JSONResponse(
+            {"method": request.method, "path": request.url.path, "query": request.url.query, "body": body.decode()}
+        )
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        lifespan_log.append("startup")
+        yield
+        lifespan_log.append("shutdown")
+
+    return Starlette(
+        routes=[
+            Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE"]),
+            WebSocketRoute("/ws", ws),
+        ],
+        middleware=[Middleware(AttestoMiddleware, config=config)],
+        lifespan=lifespan,
+    )
+
+
+async def test_starlette_other_paths_websockets_and_lifespan_pass_through(config: Config) -> None:
+    log: list[str] = []
+    app = starlette_app(config, log)
+    async with Lifespan(app), http_client(app) as http:
+        assert log == ["startup"]
+        r = await http.post("/oauth/tokens?x=1", content=b"raw=body")
+        assert r.json() == {"method": "POST", "path": "/oauth/tokens", "query": "x=1", "body": "raw=body"}
+        r = await http.get("/api/things")
+        assert r.json()["path"] == "/api/things"
+        sent = await websocket_roundtrip(app, "/ws")
+        assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+        assert sent[1]["text"] == "hello"
+        r = await http.post("/oauth/token", data=CC, auth=AUTH)
+        assert r.status_code == 200
+        assert "access_token" in r.json()
+    assert log == ["startup", "shutdown"]
+
+
+async def test_fastapi_app_behind_the_middleware(config: Config) -> None:
+    api = FastAPI()
+
+    @api.get("/items/{item}")
+    async def item(item: str) -> dict[str, str]:
+        return {"item": item}
+
+    @api.post("/oauth/other")
+    async def other() -> dict[str, str]:
+        return {"other": "yes"}
+
+    api.add_middleware(AttestoMiddleware, config=config)
+    async with http_client(api) as http:
+        assert (await http.get("/items/7")).json() == {"item": "7"}
+        assert (await http.post("/oauth/other")).json() == {"other": "yes"}
+        assert (await http.post("/oauth/token", data=CC, auth=AUTH)).status_code == 200
+        assert (await http.get("/.well-known/openid-configuration")).json()["issuer"] == config.issuer
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+async def test_other_methods_on_token_path_are_405_with_allow(client: httpx.AsyncClient, method: str) -> None:
+    r = await client.request(method, "/oauth/token")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+    assert r.headers["cache-control"] == "no-store"
+    assert r.json()["error"] == "invalid_request"
+
+
+async def test_https_required_except_loopback(make_config: Callable[..., Config]) -> None:
+    config = make_config(issuer="https://as.example.com")
+    app = AttestoMiddleware(not_found_app, config)
+    async with http_client(app, "http://as.example.com") as plain:
+        r = await plain.post("/oauth/token", data=CC, auth=AUTH)
+        assert r.status_code == 400
+        assert r.json()["error_description"] == "HTTPS is required."
+    async with http_client(app, "https://as.example.com") as tls:
+        assert (await tls.post("/oauth/token", data=CC, auth=AUTH)).status_code == 200
+    async with http_client(app, "http://127.0.0.1") as loop:
+        assert (await loop.post("/oauth/token", data=CC, auth=AUTH)).status_code == 200
+    relaxed = AttestoMiddleware(not_found_app, make_config(issuer="https://as.example.com", require_https=False))
+    async with http_client(relaxed, "http://as.example.com") as plain:
+        assert (await plain.post("/oauth/token", data=CC, auth=AUTH)).status_code == 200
+
+
+class Recorder(Hooks):
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[Event] = []
+        self.fail = fail
+
+    async def on_event(self, event: Event) -> None:
+        self.events.append(event)
+        if self.fail:
+            raise RuntimeError("sink down")
+
+
+async def test_events_reach_on_event_after_the_response(make_config: Callable[..., Config]) -> None:
+    hooks = Recorder()
+    order: list[str] = []
+    app = AttestoMiddleware(not_found_app, make_config(hooks=hooks))
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            order.append(f"body with {len(hooks.events)} events emitted")
+
+    body = b"grant_type=client_credentials"
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    import base64
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/oauth/token",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode())),
+        ],
+    }
+    await app(scope, receive, send)
+    assert order == ["body with 0 events emitted"]
+    assert [e.name for e in hooks.events] == ["token_issued"]
+
+
+async def test_failing_event_sink_is_logged_not_propagated(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = Recorder(fail=True)
+    async with http_client(AttestoMiddleware(not_found_app, make_config(hooks=hooks))) as http:
+        with caplog.at_level(logging.ERROR):
+            r = await http.post("/oauth/token", data=CC, auth=AUTH)
+    assert r.status_code == 200
+    assert "hooks.on_event failed for token_issued" in caplog.text
+
+
+async def test_denials_at_the_edge_are_events_without_secrets(make_config: Callable[..., Config]) -> None:
+    hooks = Recorder()
+    async with http_client(AttestoMiddleware(not_found_app, make_config(hooks=hooks))) as http:
+        await http.post("/oauth/token", data={**CC, "client_id": "poster", "client_secret": "guess-123"})
+    (event,) = hooks.events
+    assert event.name == "token_denied"
+    assert event.client_id == "poster"
+    assert event.data["error"] == "invalid_client"
+    assert "guess-123" not in repr(event)
+
+
+async def test_no_secret_or_token_in_logs(make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture) -> None:
+    async with http_client(AttestoMiddleware(not_found_app, make_config())) as http:
+        with caplog.at_level(logging.DEBUG):
+            ok = await http.post("/oauth/token", data=CC, auth=AUTH)
+            await http.post("/oauth/token", data=CC, auth=("svc", "wrong-secret-value"))
+    token = ok.json()["access_token"]
+    assert token not in caplog.text
+    assert SVC_SECRET not in caplog.text
+    assert "wrong-secret-value" not in caplog.text
+
+
+async def test_non_http_scopes_reach_the_app(config: Config) -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+        if scope["type"] == "lifespan":
+            await not_found_app(scope, receive, send)
+        elif scope["type"] == "http":
+            await PlainTextResponse("ok")(scope, receive, send)
+
+    wrapped = AttestoMiddleware(app, config)
+    async with Lifespan(wrapped), http_client(wrapped) as http:
+        assert (await http.get("/x")).text == "ok"
+    assert seen == ["lifespan", "http"]
