@@ -128,6 +128,7 @@ class AttestoMiddleware:
 
     async def _token_outcome(self, scope: Scope, receive: Receive) -> Issued | Denied:
         authorization: str | None = None
+        host: str | None = None
         content_type = b""
         content_length: int | None = None
         for name, value in scope["headers"]:
@@ -137,9 +138,11 @@ class AttestoMiddleware:
                 content_type = value
             elif name == b"content-length":
                 content_length = int(value) if value.isdigit() else None
+            elif name == b"host":
+                host = value.decode("latin-1")
         client_id: str | None = None
         try:
-            self._https_required(scope)
+            self._https_required(scope, host)
             self._form_content_type(content_type)
             self._no_parameters_in_query(scope)
             try:
@@ -178,12 +181,16 @@ class AttestoMiddleware:
         )
         return Denied(error=error, events=(event,))
 
-    def _https_required(self, scope: Scope) -> None:
-        # RFC 6749 §3.2: the token endpoint "MUST" use TLS; loopback is exempt for development.
+    def _https_required(self, scope: Scope, host: str | None) -> None:
+        # RFC 6749 §3.2: the token endpoint "MUST" use TLS; a loopback host is exempt for development.
+        # The host is the one the client addressed (Host header), so a proxy in front of a
+        # loopback-bound server does not make plain HTTP acceptable.
         if not self.config.require_https or scope.get("scheme") == "https":
             return
-        server = scope.get("server")
-        if server and is_loopback_host(str(server[0])):
+        if host is None:
+            server = scope.get("server")
+            host = str(server[0]) if server else ""
+        if is_loopback_host(_hostname(host)):
             return
         raise OAuthError(INVALID_REQUEST, "HTTPS is required.", detail="token request over plain HTTP")
 
@@ -202,3 +209,10 @@ class AttestoMiddleware:
         for pair in query.decode("latin-1").split("&"):
             if unquote_plus(pair.split("=", 1)[0]) in _FORBIDDEN_IN_QUERY:
                 raise OAuthError(INVALID_REQUEST, "Credentials and grant parameters must be sent in the body.")
+
+
+def _hostname(authority: str) -> str:
+    """The host of a Host header value (``[::1]:8000`` -> ``::1``, ``localhost:80`` -> ``localhost``)."""
+    if authority.startswith("["):
+        return authority[1:].split("]", 1)[0]
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority

@@ -206,3 +206,39 @@ async def test_non_http_scopes_reach_the_app(config: Config) -> None:
     async with Lifespan(wrapped), http_client(wrapped) as http:
         assert (await http.get("/x")).text == "ok"
     assert seen == ["lifespan", "http"]
+
+
+async def test_plain_http_through_a_proxy_to_a_loopback_bound_server_is_refused(
+    make_config: Callable[..., Config],
+) -> None:
+    import base64
+
+    app = AttestoMiddleware(not_found_app, make_config(issuer="https://as.example.com"))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"grant_type=client_credentials", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/oauth/token",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8000),  # the server binds loopback; the client addressed a public host
+        "query_string": b"",
+        "headers": [
+            (b"host", b"as.example.com"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode())),
+        ],
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert b"HTTPS is required" in sent[1]["body"]
+    scope["headers"][0] = (b"host", b"[::1]:8000")
+    sent.clear()
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
