@@ -3,6 +3,7 @@
 from ._secrets import hash_client_secret
 from .asgi.middleware import AttestoMiddleware
 from .config import Config
+from .core.codes import issue_code
 from .core.issuer import issue
 from .errors import OAuthError, StoreUnavailable
 from .events import Event
@@ -28,5 +29,6 @@ __all__ = [
     "TokenRequest",
     "hash_client_secret",
     "issue",
+    "issue_code",
     "open_store",
 ]

@@ -18,6 +18,7 @@ EXPECTED = {
     "TokenRequest",
     "hash_client_secret",
     "issue",
+    "issue_code",
     "open_store",
 }
 

@@ -22,7 +22,7 @@ from ..errors import (
 from ..events import TOKEN_DENIED
 from ..model import Denied, Issued, TokenRequest
 from .context import Context
-from .grants import client_credentials
+from .grants import authorization_code, client_credentials
 from .scope import check_resources, parse_scope
 from .tokens import MintError
 
@@ -31,6 +31,7 @@ __all__ = ["GRANTS", "RETRY_AFTER_SECONDS", "issue"]
 log = logging.getLogger("attesto_asgi.issuer")
 
 GRANTS: Final[dict[str, ModuleType]] = {
+    authorization_code.GRANT_TYPE: authorization_code,
     client_credentials.GRANT_TYPE: client_credentials,
 }
 
