@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from .._secrets import new_id, new_token, token_hash
 from ..config import Config
-from ..errors import INVALID_REQUEST, INVALID_TARGET, UNAUTHORIZED_CLIENT, OAuthError
+from ..errors import INVALID_REQUEST, INVALID_SCOPE, INVALID_TARGET, UNAUTHORIZED_CLIENT, OAuthError
 from ..model import Client, CodeRecord
 from ..store import CodeStore
 from .pkce import S256, challenge_well_formed
@@ -153,8 +153,11 @@ def _requested_scope(scope: str | Iterable[str] | None) -> tuple[str, ...] | Non
     if scope is None or isinstance(scope, str):
         return parse_scope(scope)
     tokens = _strings(scope, "scope")
-    # The same RFC 6749 §3.3 syntax check as a scope string.
-    return parse_scope(" ".join(tokens)) if tokens else None
+    # RFC 6749 §3.3: each scope-token is 1*NQCHAR (so no space inside one token).
+    for token in tokens:
+        if parse_scope(token) != (token,):
+            raise OAuthError(INVALID_SCOPE, "The scope is malformed.", detail="scope syntax (RFC 6749 §3.3)")
+    return tuple(dict.fromkeys(tokens)) if tokens else None
 
 
 def resources_allowed(client: Client, resources: tuple[str, ...]) -> tuple[str, ...]:
