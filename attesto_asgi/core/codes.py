@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import msgspec
+
 from .._secrets import new_id, new_token, token_hash
 from ..config import Config
 from ..errors import INVALID_REQUEST, INVALID_SCOPE, INVALID_TARGET, UNAUTHORIZED_CLIENT, OAuthError
@@ -186,7 +188,12 @@ def claims_well_formed(claims: Mapping[str, Any] | None) -> dict[str, Any] | Non
             raise OAuthError(
                 INVALID_REQUEST, "The claims parameter is malformed.", detail=f"claims.{member} not an object"
             )
-    return dict(claims)
+    try:
+        # Stored with the code by every backend: it must be plain JSON.
+        decoded: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(claims))
+    except (TypeError, msgspec.EncodeError):
+        raise OAuthError(INVALID_REQUEST, "The claims parameter is malformed.", detail="claims not JSON data") from None
+    return decoded
 
 
 def _strings(values: Iterable[str], name: str) -> tuple[str, ...]:

@@ -86,6 +86,11 @@ async def test_the_code_itself_is_never_stored(config: Config, clock: FakeClock)
     assert token_hash(code) in dump
 
 
+async def test_claims_request_is_stored_as_json_data(config: Config, clock: FakeClock) -> None:
+    code = await code_for(config, clock, claims={"id_token": {"acr": {"values": ("urn:a", "urn:b")}}})
+    assert (await stored(config, code)).claims == {"id_token": {"acr": {"values": ["urn:a", "urn:b"]}}}
+
+
 async def test_each_code_is_new_and_starts_its_own_family(config: Config, clock: FakeClock) -> None:
     a, b = await code_for(config, clock), await code_for(config, clock)
     assert a != b
@@ -150,6 +155,7 @@ async def test_confidential_client_without_pkce_may_still_send_a_challenge(confi
         ({"nonce": "n" * (MAX_NONCE_LENGTH + 1)}, "invalid_request", "nonce"),
         ({"claims": {"id_token": ["email"]}}, "invalid_request", "claims.id_token"),
         ({"claims": "email"}, "invalid_request", "claims not an object"),
+        ({"claims": {"id_token": {"email": object()}}}, "invalid_request", "claims not JSON"),
     ],
 )
 async def test_bad_requests(
