@@ -5,12 +5,13 @@ from .asgi.middleware import AttestoMiddleware
 from .config import Config
 from .core.codes import issue_code
 from .core.issuer import issue
+from .core.verify import InvalidToken, verify_access_token
 from .errors import OAuthError, StoreUnavailable
 from .events import Event
 from .hooks import Hooks
 from .keys import KeySet
 from .memory import MemoryStore
-from .model import Client, Denied, Issued, TokenRequest
+from .model import Client, Denied, Issued, TokenRequest, VerifiedToken
 from .store import Store, open_store
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Denied",
     "Event",
     "Hooks",
+    "InvalidToken",
     "Issued",
     "KeySet",
     "MemoryStore",
@@ -27,8 +29,10 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "TokenRequest",
+    "VerifiedToken",
     "hash_client_secret",
     "issue",
     "issue_code",
     "open_store",
+    "verify_access_token",
 ]

@@ -25,11 +25,15 @@ __all__ = [
     "CodeReused",
     "Denied",
     "FamilyRevoked",
+    "Introspected",
     "Issued",
+    "PresentedToken",
     "RefreshRecord",
     "RefreshUnknown",
+    "Revoked",
     "Rotated",
     "TokenRequest",
+    "VerifiedToken",
 ]
 
 AUTH_METHODS: Final = (
@@ -140,6 +144,52 @@ class Denied(msgspec.Struct, frozen=True, kw_only=True):
 
     error: OAuthError
     events: tuple[Event, ...] = ()
+
+
+class PresentedToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A revocation (RFC 7009 §2.1) or introspection (RFC 7662 §2.1) request as plain data:
+    the authenticated client, the ``token`` and the optional ``token_type_hint``."""
+
+    client: Client
+    token: str
+    token_type_hint: str | None = None
+
+
+class Revoked(msgspec.Struct, frozen=True, kw_only=True):
+    """RFC 7009 §2.2: the revocation request was handled (200, empty body), whether or not
+    the token existed; ``events`` records what was actually revoked."""
+
+    events: tuple[Event, ...] = ()
+
+
+class Introspected(msgspec.Struct, frozen=True, kw_only=True):
+    """RFC 7662 §2.2: the introspection response body (``active`` and, when true, the
+    token's metadata) and the events."""
+
+    body: dict[str, Any]
+    events: tuple[Event, ...] = ()
+
+
+class VerifiedToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A token whose signature and claims were checked: ours (``verify_access_token``, the
+    token-exchange subject and actor tokens) or another issuer's, vouched for by
+    ``Hooks.verify_external_token``.
+
+    ``token_type`` is the RFC 8693 §3 URI of what the token is; ``client_id`` is the client
+    it was issued to (RFC 9068 ``client_id``, an ID token's ``azp``). ``claims`` is the
+    whole verified payload.
+    """
+
+    token_type: str
+    issuer: str
+    subject: str
+    audience: tuple[str, ...]
+    expires_at: int
+    issued_at: int | None = None
+    client_id: str | None = None
+    scope: tuple[str, ...] = ()
+    jti: str | None = None
+    claims: dict[str, Any] = {}
 
 
 # ---------------------------------------------------------------- store records

@@ -9,6 +9,7 @@ EXPECTED = {
     "Denied",
     "Event",
     "Hooks",
+    "InvalidToken",
     "Issued",
     "KeySet",
     "MemoryStore",
@@ -16,10 +17,12 @@ EXPECTED = {
     "Store",
     "StoreUnavailable",
     "TokenRequest",
+    "VerifiedToken",
     "hash_client_secret",
     "issue",
     "issue_code",
     "open_store",
+    "verify_access_token",
 }
 
 
