@@ -22,6 +22,14 @@ def metadata(config: Config) -> dict[str, Any]:
         "grant_types_supported": sorted(GRANTS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(_JWT_AUTH_ALGS),
+        # RFC 8414 §2: the same client authentication serves revocation (RFC 7009) and
+        # introspection (RFC 7662); introspection needs real authentication, so not "none".
+        "revocation_endpoint": config.endpoint(config.revocation_path),
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(_JWT_AUTH_ALGS),
+        "introspection_endpoint": config.endpoint(config.introspection_path),
+        "introspection_endpoint_auth_methods_supported": [m for m in AUTH_METHODS if m != "none"],
+        "introspection_endpoint_auth_signing_alg_values_supported": list(_JWT_AUTH_ALGS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "subject_types_supported": ["public"],

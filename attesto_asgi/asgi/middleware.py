@@ -1,4 +1,5 @@
-"""``AttestoMiddleware``: a pure-ASGI middleware serving the token endpoint, discovery and JWKS.
+"""``AttestoMiddleware``: a pure-ASGI middleware serving the token, revocation and introspection
+endpoints, discovery and JWKS.
 
 Set-up (routes, metadata documents, client authenticator) happens once in ``__init__``;
 ``__call__`` does a dict lookup on the path and otherwise passes the request through
@@ -15,13 +16,15 @@ from urllib.parse import unquote_plus
 import msgspec
 
 from ..config import Config, is_loopback_host
-from ..core.client_auth import ClientAuthenticator
-from ..core.issuer import RETRY_AFTER_SECONDS, issue
-from ..errors import INVALID_REQUEST, TEMPORARILY_UNAVAILABLE, OAuthError, StoreUnavailable
+from ..core.client_auth import Authenticated, ClientAuthenticator
+from ..core.introspection import introspect
+from ..core.issuer import issue, store_unavailable_error
+from ..core.revocation import revoke
+from ..errors import INVALID_REQUEST, OAuthError, StoreUnavailable
 from ..events import TOKEN_DENIED, Event
-from ..model import Denied, Issued, TokenRequest
+from ..model import Denied, Introspected, Issued, PresentedToken, Revoked, TokenRequest
 from .discovery import metadata_documents
-from .form import BodyTooLarge, parse_form, read_body
+from .form import BodyTooLarge, Form, parse_form, read_body
 from .types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["AttestoMiddleware"]
@@ -30,13 +33,13 @@ log = logging.getLogger("attesto_asgi.asgi")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
+Outcome = Issued | Introspected | Revoked | Denied
+CoreCall = Callable[[Authenticated, Form], Awaitable[Outcome]]
 
-_JSON_NO_STORE: Final[RawHeaders] = [
-    (b"content-type", b"application/json"),
-    (b"cache-control", b"no-store"),
-    (b"pragma", b"no-cache"),
-]
-# RFC 6749 §2.3.1: credentials "MUST NOT be included in the request URI"; grant parameters neither.
+_NO_STORE: Final[RawHeaders] = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+_JSON_NO_STORE: Final[RawHeaders] = [(b"content-type", b"application/json"), *_NO_STORE]
+# RFC 6749 §2.3.1: credentials "MUST NOT be included in the request URI"; grant parameters and
+# the token to revoke or introspect neither.
 _FORBIDDEN_IN_QUERY: Final = frozenset(
     {
         "client_id",
@@ -51,6 +54,7 @@ _FORBIDDEN_IN_QUERY: Final = frozenset(
         "actor_token",
         "password",
         "scope",
+        "token",
     }
 )
 _encode = msgspec.json.encode
@@ -64,7 +68,11 @@ class AttestoMiddleware:
         self.config = config
         self.authenticator = ClientAuthenticator(config)
         self.token_path = config.token_path
-        routes: dict[str, Handler] = {config.token_path: self._token}
+        routes: dict[str, Handler] = {
+            config.token_path: self._post_endpoint("token", self._token_call),
+            config.revocation_path: self._post_endpoint("revocation", self._revocation_call),
+            config.introspection_path: self._post_endpoint("introspection", self._introspection_call),
+        }
         for path, document in metadata_documents(config).items():
             routes[path] = self._static(_encode(document))
         self.routes = routes
@@ -111,22 +119,34 @@ class AttestoMiddleware:
             except Exception:  # a failing sink is logged, never fails the request
                 log.exception("hooks.on_event failed for %s", event.name)
 
-    # ------------------------------------------------------------------ token endpoint
-    async def _token(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            error = OAuthError(
-                INVALID_REQUEST, "The token endpoint accepts POST only.", status=405, headers=(("allow", "POST"),)
-            )
-            await self._send_error(send, error)
-            return
-        outcome = await self._token_outcome(scope, receive)
-        if isinstance(outcome, Issued):
-            await self._send(send, 200, _encode(outcome.body), _JSON_NO_STORE)
-        else:
-            await self._send_error(send, outcome.error)
-        await self._emit(outcome.events)
+    # ------------------------------------------------------------------ POST endpoints
+    def _post_endpoint(self, endpoint: str, call: CoreCall) -> Handler:
+        """A POST endpoint with the token endpoint's edge steps: HTTPS, strict form, client
+        authentication (DESIGN §3, §8). ``call`` turns the authenticated form into the core
+        call; it raises ``OAuthError`` for a missing parameter."""
+        not_post = OAuthError(
+            INVALID_REQUEST, f"The {endpoint} endpoint accepts POST only.", status=405, headers=(("allow", "POST"),)
+        )
+        # Edge denials of the token endpoint carry its grant context; the others name themselves.
+        denial_data = {} if endpoint == "token" else {"endpoint": endpoint}
 
-    async def _token_outcome(self, scope: Scope, receive: Receive) -> Issued | Denied:
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["method"] != "POST":
+                await self._send_error(send, not_post)
+                return
+            outcome = await self._outcome(scope, receive, call, denial_data)
+            if isinstance(outcome, Denied):
+                await self._send_error(send, outcome.error)
+            elif isinstance(outcome, Revoked):
+                # RFC 7009 §2.2: HTTP 200; the content of the response body is ignored.
+                await self._send(send, 200, b"", _NO_STORE)
+            else:
+                await self._send(send, 200, _encode(outcome.body), _JSON_NO_STORE)
+            await self._emit(outcome.events)
+
+        return handler
+
+    async def _outcome(self, scope: Scope, receive: Receive, call: CoreCall, denial_data: dict[str, str]) -> Outcome:
         authorization: str | None = None
         host: str | None = None
         content_type = b""
@@ -151,33 +171,39 @@ class AttestoMiddleware:
                 raise OAuthError(INVALID_REQUEST, "The request body is too large.", status=413) from None
             form = parse_form(body)
             client_id = form.params.get("client_id")
-            client, method = await self.authenticator.authenticate(authorization, form.params)
-            client_id = client.client_id
-            grant_type = form.params.get("grant_type")
-            if grant_type is None:
-                raise OAuthError(INVALID_REQUEST, "The grant_type parameter is missing.")
-            request = TokenRequest(
-                client=client,
-                grant_type=grant_type,
-                params=form.params,
-                resource=form.multi.get("resource", ()),
-                audience=form.multi.get("audience", ()),
-                auth_method=method,
-            )
+            authenticated = await self.authenticator.authenticate(authorization, form.params)
+            client_id = authenticated.client.client_id
+            pending = call(authenticated, form)
         except OAuthError as exc:
-            return self._denied_at_edge(exc, client_id)
+            return self._denied_at_edge(exc, client_id, denial_data)
         except StoreUnavailable as exc:  # the replay cache, during client authentication
             log.warning("store unavailable during client authentication: %s", exc)
-            error = OAuthError(TEMPORARILY_UNAVAILABLE, headers=(("retry-after", str(RETRY_AFTER_SECONDS)),))
-            return self._denied_at_edge(error, client_id)
-        return await issue(self.config, request)
+            return self._denied_at_edge(store_unavailable_error(exc), client_id, denial_data)
+        return await pending
 
-    def _denied_at_edge(self, error: OAuthError, client_id: str | None) -> Denied:
+    def _token_call(self, authenticated: Authenticated, form: Form) -> Awaitable[Issued | Denied]:
+        request = TokenRequest(
+            client=authenticated.client,
+            grant_type=_required(form, "grant_type"),
+            params=form.params,
+            resource=form.multi.get("resource", ()),
+            audience=form.multi.get("audience", ()),
+            auth_method=authenticated.method,
+        )
+        return issue(self.config, request)
+
+    def _revocation_call(self, authenticated: Authenticated, form: Form) -> Awaitable[Revoked | Denied]:
+        return revoke(self.config, _presented(authenticated, form))
+
+    def _introspection_call(self, authenticated: Authenticated, form: Form) -> Awaitable[Introspected | Denied]:
+        return introspect(self.config, _presented(authenticated, form))
+
+    def _denied_at_edge(self, error: OAuthError, client_id: str | None, data: dict[str, str]) -> Denied:
         event = Event(
             name=TOKEN_DENIED,
             at=self.config.clock(),
             client_id=client_id,
-            data={"error": error.error, "reason": error.detail},
+            data={**data, "error": error.error, "reason": error.detail},
         )
         return Denied(error=error, events=(event,))
 
@@ -192,7 +218,7 @@ class AttestoMiddleware:
             host = str(server[0]) if server else ""
         if is_loopback_host(_hostname(host)):
             return
-        raise OAuthError(INVALID_REQUEST, "HTTPS is required.", detail="token request over plain HTTP")
+        raise OAuthError(INVALID_REQUEST, "HTTPS is required.", detail="request over plain HTTP")
 
     @staticmethod
     def _form_content_type(content_type: bytes) -> None:
@@ -216,3 +242,19 @@ def _hostname(authority: str) -> str:
     if authority.startswith("["):
         return authority[1:].split("]", 1)[0]
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def _required(form: Form, name: str) -> str:
+    value = form.params.get(name)
+    if value is None:
+        raise OAuthError(INVALID_REQUEST, f"The {name} parameter is missing.")
+    return value
+
+
+def _presented(authenticated: Authenticated, form: Form) -> PresentedToken:
+    # RFC 7009 §2.1 / RFC 7662 §2.1: token is REQUIRED; token_type_hint is OPTIONAL.
+    return PresentedToken(
+        client=authenticated.client,
+        token=_required(form, "token"),
+        token_type_hint=form.params.get("token_type_hint"),
+    )

@@ -101,7 +101,16 @@ class ClientAuthenticator:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.audiences = frozenset({config.issuer, config.token_endpoint})
+        # RFC 7523 §3 item 3: an aud identifying this server: the issuer, or the URL of the
+        # endpoint authenticated at (token, revocation, introspection: all share this check).
+        self.audiences = frozenset(
+            {
+                config.issuer,
+                config.token_endpoint,
+                config.endpoint(config.revocation_path),
+                config.endpoint(config.introspection_path),
+            }
+        )
         self.realm_header = (("www-authenticate", f'Basic realm="{config.issuer}"'),)
         self._client_keys: dict[str, tuple[dict[str, Any] | None, KeySet]] = {}
 

@@ -26,7 +26,7 @@ from .grants import authorization_code, client_credentials
 from .scope import check_resources, parse_scope
 from .tokens import MintError
 
-__all__ = ["GRANTS", "RETRY_AFTER_SECONDS", "issue"]
+__all__ = ["GRANTS", "RETRY_AFTER_SECONDS", "as_oauth_error", "issue", "store_unavailable_error"]
 
 log = logging.getLogger("attesto_asgi.issuer")
 
@@ -36,6 +36,30 @@ GRANTS: Final[dict[str, ModuleType]] = {
 }
 
 RETRY_AFTER_SECONDS: Final = 5
+
+
+def store_unavailable_error(exc: StoreUnavailable) -> OAuthError:
+    """DESIGN §3: a store that cannot be reached is 503 ``temporarily_unavailable`` with ``Retry-After``."""
+    return OAuthError(
+        TEMPORARILY_UNAVAILABLE,
+        detail=f"store unavailable: {exc.__class__.__name__}",
+        headers=(("retry-after", str(RETRY_AFTER_SECONDS)),),
+    )
+
+
+def as_oauth_error(exc: Exception, during: str) -> OAuthError:
+    """The answer to a failure inside the core: the step's own ``OAuthError``; a mint failure
+    is ``invalid_request`` (DESIGN §3, reason logged); an unreachable store is 503; anything
+    else is a logged ``server_error``, never a traceback to the client."""
+    if isinstance(exc, OAuthError):
+        return exc
+    if isinstance(exc, MintError):
+        return exc.to_oauth()
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable during %s: %s", during, exc)
+        return store_unavailable_error(exc)
+    log.error("unexpected failure during %s", during, exc_info=exc)
+    return OAuthError(SERVER_ERROR, detail="unexpected failure")
 
 
 def grant_supported(request: TokenRequest) -> ModuleType:
@@ -83,18 +107,5 @@ async def issue(config: Config, request: TokenRequest) -> Issued | Denied:
         ctx = Context(config, request, scope)
         body = await grant.handle(ctx, request)
         return Issued(body=body, events=tuple(ctx.events))
-    except OAuthError as exc:
-        return _denied(config, request, exc, ctx)
-    except MintError as exc:
-        return _denied(config, request, exc.to_oauth(), ctx)
-    except StoreUnavailable as exc:
-        log.warning("store unavailable during %s: %s", request.grant_type, exc)
-        error = OAuthError(
-            TEMPORARILY_UNAVAILABLE,
-            detail=f"store unavailable: {exc.__class__.__name__}",
-            headers=(("retry-after", str(RETRY_AFTER_SECONDS)),),
-        )
-        return _denied(config, request, error, ctx)
-    except Exception:
-        log.exception("unexpected failure in the %s grant", request.grant_type)
-        return _denied(config, request, OAuthError(SERVER_ERROR, detail="unexpected failure"), ctx)
+    except Exception as exc:
+        return _denied(config, request, as_oauth_error(exc, f"the {request.grant_type} grant"), ctx)
