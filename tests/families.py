@@ -17,6 +17,7 @@ from tests.helpers import SVC_SECRET
 WEB_SECRET = "web-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 RS_SECRET = "rs-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 API = "https://api.example.com"
+WEB_REDIRECT = "https://web.example.com/cb"
 
 
 def family_clients() -> tuple[Client, ...]:
@@ -26,7 +27,7 @@ def family_clients() -> tuple[Client, ...]:
             client_id="web",
             client_secret=WEB_SECRET,
             grant_types=("authorization_code", "refresh_token"),
-            redirect_uris=("https://web.example.com/cb",),
+            redirect_uris=(WEB_REDIRECT,),
             scope=("openid", "read", "write", "offline_access"),
             audiences=(API,),
             may_introspect=True,

@@ -7,9 +7,29 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from attesto_asgi import AttestoMiddleware, Client, Config, Event, Hooks, KeySet, MemoryStore, StoreUnavailable
+from attesto_asgi import (
+    AttestoMiddleware,
+    Client,
+    Config,
+    Event,
+    Hooks,
+    KeySet,
+    MemoryStore,
+    StoreUnavailable,
+    issue_code,
+)
 from attesto_asgi.core.tokens import mint_access_token
-from tests.families import API, CREDENTIALS, RS_SECRET, context, family_clients, rotate, start_family
+from tests.core.grants.authcode_helpers import pkce_pair
+from tests.families import (
+    API,
+    CREDENTIALS,
+    RS_SECRET,
+    WEB_REDIRECT,
+    context,
+    family_clients,
+    rotate,
+    start_family,
+)
 from tests.helpers import ISSUER, FakeClock, http_client, not_found_app, standard_clients
 
 INTROSPECT = "/oauth/introspect"
@@ -275,3 +295,34 @@ async def test_discovery_publishes_both_endpoints(http: httpx.AsyncClient) -> No
     # RFC 8414 §2: the signing algorithms MUST be listed when a JWT method is.
     assert "ES256" in doc["revocation_endpoint_auth_signing_alg_values_supported"]
     assert "ES256" in doc["introspection_endpoint_auth_signing_alg_values_supported"]
+
+
+async def test_after_code_reuse_every_token_of_the_family_is_inactive(
+    http: httpx.AsyncClient, cfg: Config, clock: FakeClock
+) -> None:
+    verifier, challenge = pkce_pair()
+    code = await issue_code(
+        cfg,
+        client_id="web",
+        redirect_uri=WEB_REDIRECT,
+        subject="alice",
+        scope="openid offline_access read",
+        code_challenge=challenge,
+        auth_time=int(clock.now) - 30,
+        resource=(API,),
+    )
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": WEB_REDIRECT, "code_verifier": verifier}
+    auth = ("web", CREDENTIALS["web"])
+    tokens = (await http.post("/oauth/token", data=form, auth=auth)).json()
+    access, refresh = tokens["access_token"], tokens["refresh_token"]
+    described = await body(http, access)
+    assert described["active"] is True
+    assert (described["sub"], described["client_id"], described["aud"]) == ("alice", "web", API)
+    assert described["scope"] == "openid offline_access read"
+    assert (await body(http, refresh, "web"))["active"] is True
+
+    replay = await http.post("/oauth/token", data=form, auth=auth)  # RFC 6749 §4.1.2: code used twice
+    assert replay.json()["error"] == "invalid_grant"
+
+    assert await body(http, access) == {"active": False}
+    assert await body(http, refresh, "web") == {"active": False}

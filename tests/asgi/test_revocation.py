@@ -7,9 +7,20 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from attesto_asgi import AttestoMiddleware, Client, Config, Event, Hooks, KeySet, MemoryStore, StoreUnavailable
+from attesto_asgi import (
+    AttestoMiddleware,
+    Client,
+    Config,
+    Event,
+    Hooks,
+    KeySet,
+    MemoryStore,
+    StoreUnavailable,
+    issue_code,
+)
 from attesto_asgi.core.refresh import split_refresh_token
-from tests.families import CREDENTIALS, Family, family_clients, rotate, start_family
+from tests.core.grants.authcode_helpers import pkce_pair
+from tests.families import CREDENTIALS, WEB_REDIRECT, Family, family_clients, rotate, start_family
 from tests.helpers import FakeClock, http_client, not_found_app, standard_clients
 
 REVOKE = "/oauth/revoke"
@@ -319,3 +330,24 @@ async def test_core_revoke_is_conn_free(cfg: Config) -> None:
     assert isinstance(out, Revoked)
     assert [e.name for e in out.events] == ["token_revoked"]
     assert await cfg.backend.family_revoked(fam.family_id)
+
+
+async def test_revoking_the_refresh_token_of_a_code_grant_revokes_its_access_token(
+    http: httpx.AsyncClient, cfg: Config, clock: FakeClock
+) -> None:
+    verifier, challenge = pkce_pair()
+    code = await issue_code(
+        cfg,
+        client_id="web",
+        redirect_uri=WEB_REDIRECT,
+        subject="alice",
+        scope="offline_access read",
+        code_challenge=challenge,
+        auth_time=int(clock.now),
+    )
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": WEB_REDIRECT, "code_verifier": verifier}
+    tokens = (await http.post("/oauth/token", data=form, auth=("web", CREDENTIALS["web"]))).json()
+    assert await active(http, tokens["access_token"])
+    assert_empty_200(await revoke(http, tokens["refresh_token"]))
+    assert not await active(http, tokens["access_token"])
+    assert not await active(http, tokens["refresh_token"], "web")
