@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import httpx
 import msgspec
 
-from attesto_asgi import Client, Config, TokenRequest
+from attesto_asgi import Client, Config, Event, Hooks, TokenRequest, issue_code
 from attesto_asgi._secrets import new_id
 from attesto_asgi.core.context import Context
 from attesto_asgi.core.refresh import family_expires_at, new_refresh_token, refresh_record
 from attesto_asgi.core.tokens import mint_access_token
+from tests.core.grants.authcode_helpers import pkce_pair, redeem
 from tests.helpers import SVC_SECRET
 
 WEB_SECRET = "web-secret-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -113,3 +115,43 @@ async def rotate(config: Config, family: Family, client_id: str = "web") -> Fami
         family_id=family.family_id,
     )
     return Family(family.family_id, at.token, at.claims, successor)
+
+
+class FamilyHooks(Hooks):
+    """Default policy; records every event, and users in ``disabled`` are no longer active."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.disabled: set[str] = set()
+
+    async def on_event(self, event: Event) -> None:
+        self.events.append(event)
+
+    async def subject_active(self, subject: str) -> bool:
+        return subject not in self.disabled
+
+    def named(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.name == name]
+
+
+async def code_grant(
+    http: httpx.AsyncClient, config: Config, scope: str, **extra: Any
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A family started by the real authorization_code grant over HTTP for "web": the token
+    response, and the form that redeemed the code (to present it again)."""
+    verifier, challenge = pkce_pair()
+    code = await issue_code(
+        config,
+        client_id="web",
+        redirect_uri=WEB_REDIRECT,
+        subject="alice",
+        scope=scope,
+        code_challenge=challenge,
+        auth_time=int(config.clock()) - 30,
+        **extra,
+    )
+    auth = ("web", WEB_SECRET)
+    response = await redeem(http, code, verifier=verifier, redirect_uri=WEB_REDIRECT, auth=auth)
+    assert response.status_code == 200, response.text
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": WEB_REDIRECT, "code_verifier": verifier}
+    return response.json(), form

@@ -29,6 +29,11 @@ def inactive() -> dict[str, Any]:
     return {"active": False}
 
 
+def active(scope: tuple[str, ...], **metadata: Any) -> dict[str, Any]:
+    """RFC 7662 §2.2: ``active`` true, ``scope`` when the token has one, then the metadata."""
+    return {"active": True, **({"scope": format_scope(scope)} if scope else {}), **metadata}
+
+
 def caller_may_introspect(client: Client) -> None:
     # RFC 7662 §2.1: the endpoint MUST require authorization; we allow registered clients only.
     if not client.may_introspect or client.is_public:
@@ -52,17 +57,14 @@ async def describe_refresh(config: Config, client: Client, record: RefreshRecord
         return inactive(), "refresh token already rotated"
     if not await subject_active(config, record.subject, record.client_id):
         return inactive(), "subject no longer active"
-    body: dict[str, Any] = {"active": True}
-    if record.scope:
-        body["scope"] = format_scope(record.scope)
-    body.update(
+    return active(
+        record.scope,
         client_id=record.client_id,
         sub=record.subject,
         iss=config.issuer,
         exp=int(record.expires_at),
         iat=int(record.issued_at),
-    )
-    return body, "active"
+    ), "active"
 
 
 async def describe_access(config: Config, token: VerifiedToken) -> tuple[dict[str, Any], str]:
@@ -72,10 +74,8 @@ async def describe_access(config: Config, token: VerifiedToken) -> tuple[dict[st
     if not await subject_active(config, token.subject, token.client_id):
         return inactive(), "subject no longer active"
     claims = token.claims
-    body: dict[str, Any] = {"active": True}
-    if token.scope:
-        body["scope"] = format_scope(token.scope)
-    body.update(
+    body = active(
+        token.scope,
         client_id=token.client_id,
         sub=token.subject,
         aud=claims["aud"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -11,20 +11,17 @@ from attesto_asgi import (
     AttestoMiddleware,
     Client,
     Config,
-    Event,
-    Hooks,
     KeySet,
     MemoryStore,
     StoreUnavailable,
-    issue_code,
 )
 from attesto_asgi.core.tokens import mint_access_token
-from tests.core.grants.authcode_helpers import pkce_pair
 from tests.families import (
     API,
     CREDENTIALS,
     RS_SECRET,
-    WEB_REDIRECT,
+    FamilyHooks,
+    code_grant,
     context,
     family_clients,
     rotate,
@@ -33,36 +30,6 @@ from tests.families import (
 from tests.helpers import ISSUER, FakeClock, http_client, not_found_app, standard_clients
 
 INTROSPECT = "/oauth/introspect"
-
-
-class Users(Hooks):
-    """Records events; ``disabled`` users are no longer active (hooks.subject_active)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.disabled: set[str] = set()
-
-    async def on_event(self, event: Event) -> None:
-        self.events.append(event)
-
-    async def subject_active(self, subject: str) -> bool:
-        return subject not in self.disabled
-
-
-@pytest.fixture
-def hooks() -> Users:
-    return Users()
-
-
-@pytest.fixture
-def cfg(make_config: Callable[..., Config], hooks: Users) -> Config:
-    return make_config(clients=(*standard_clients(), *family_clients()), hooks=hooks)
-
-
-@pytest.fixture
-async def http(cfg: Config) -> AsyncIterator[httpx.AsyncClient]:
-    async with http_client(AttestoMiddleware(not_found_app, cfg)) as c:
-        yield c
 
 
 async def introspect(http: httpx.AsyncClient, token: str, client_id: str = "rs", **form: str) -> httpx.Response:
@@ -182,7 +149,7 @@ async def test_a_revoked_access_token_is_inactive(http: httpx.AsyncClient, cfg: 
 
 
 async def test_a_disabled_user_has_no_active_tokens_but_a_clients_own_token_stays(
-    http: httpx.AsyncClient, cfg: Config, hooks: Users
+    http: httpx.AsyncClient, cfg: Config, hooks: FamilyHooks
 ) -> None:
     fam = await start_family(cfg)
     r = await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("svc", CREDENTIALS["svc"]))
@@ -222,7 +189,7 @@ async def test_id_tokens_and_foreign_tokens_are_inactive(
 
 
 async def test_only_clients_allowed_to_introspect_may_ask(
-    make_config: Callable[..., Config], hooks: Users, cfg: Config
+    make_config: Callable[..., Config], hooks: FamilyHooks, cfg: Config
 ) -> None:
     fam = await start_family(cfg)
     public = Client(client_id="pub", token_endpoint_auth_method="none", may_introspect=True)
@@ -245,7 +212,7 @@ async def test_only_clients_allowed_to_introspect_may_ask(
 
 
 async def test_introspection_event_is_recorded_without_the_token(
-    http: httpx.AsyncClient, cfg: Config, hooks: Users
+    http: httpx.AsyncClient, cfg: Config, hooks: FamilyHooks
 ) -> None:
     fam = await start_family(cfg)
     await introspect(http, fam.access_token)
@@ -297,23 +264,8 @@ async def test_discovery_publishes_both_endpoints(http: httpx.AsyncClient) -> No
     assert "ES256" in doc["introspection_endpoint_auth_signing_alg_values_supported"]
 
 
-async def test_after_code_reuse_every_token_of_the_family_is_inactive(
-    http: httpx.AsyncClient, cfg: Config, clock: FakeClock
-) -> None:
-    verifier, challenge = pkce_pair()
-    code = await issue_code(
-        cfg,
-        client_id="web",
-        redirect_uri=WEB_REDIRECT,
-        subject="alice",
-        scope="openid offline_access read",
-        code_challenge=challenge,
-        auth_time=int(clock.now) - 30,
-        resource=(API,),
-    )
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": WEB_REDIRECT, "code_verifier": verifier}
-    auth = ("web", CREDENTIALS["web"])
-    tokens = (await http.post("/oauth/token", data=form, auth=auth)).json()
+async def test_after_code_reuse_every_token_of_the_family_is_inactive(http: httpx.AsyncClient, cfg: Config) -> None:
+    tokens, form = await code_grant(http, cfg, "openid offline_access read", resource=(API,))
     access, refresh = tokens["access_token"], tokens["refresh_token"]
     described = await body(http, access)
     assert described["active"] is True
@@ -321,7 +273,7 @@ async def test_after_code_reuse_every_token_of_the_family_is_inactive(
     assert described["scope"] == "openid offline_access read"
     assert (await body(http, refresh, "web"))["active"] is True
 
-    replay = await http.post("/oauth/token", data=form, auth=auth)  # RFC 6749 §4.1.2: code used twice
+    replay = await http.post("/oauth/token", data=form, auth=("web", CREDENTIALS["web"]))  # RFC 6749 §4.1.2
     assert replay.json()["error"] == "invalid_grant"
 
     assert await body(http, access) == {"active": False}

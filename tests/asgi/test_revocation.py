@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -11,47 +11,16 @@ from attesto_asgi import (
     AttestoMiddleware,
     Client,
     Config,
-    Event,
-    Hooks,
     KeySet,
     MemoryStore,
     StoreUnavailable,
-    issue_code,
 )
 from attesto_asgi.core.refresh import split_refresh_token
-from tests.core.grants.authcode_helpers import pkce_pair
-from tests.families import CREDENTIALS, WEB_REDIRECT, Family, family_clients, rotate, start_family
-from tests.helpers import FakeClock, http_client, not_found_app, standard_clients
+from tests.families import CREDENTIALS, Family, FamilyHooks, code_grant, family_clients, rotate, start_family
+from tests.helpers import FakeClock, http_client, not_found_app
 
 REVOKE = "/oauth/revoke"
 INTROSPECT = "/oauth/introspect"
-
-
-class Recorder(Hooks):
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def on_event(self, event: Event) -> None:
-        self.events.append(event)
-
-    def named(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.name == name]
-
-
-@pytest.fixture
-def hooks() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def cfg(make_config: Callable[..., Config], hooks: Recorder) -> Config:
-    return make_config(clients=(*standard_clients(), *family_clients()), hooks=hooks)
-
-
-@pytest.fixture
-async def http(cfg: Config) -> AsyncIterator[httpx.AsyncClient]:
-    async with http_client(AttestoMiddleware(not_found_app, cfg)) as c:
-        yield c
 
 
 async def revoke(http: httpx.AsyncClient, token: str, client_id: str = "web", **form: str) -> httpx.Response:
@@ -111,7 +80,7 @@ async def test_revoking_with_an_already_rotated_refresh_token_also_revokes_the_f
 
 
 async def test_revocation_event_names_the_family_never_the_token(
-    http: httpx.AsyncClient, cfg: Config, hooks: Recorder
+    http: httpx.AsyncClient, cfg: Config, hooks: FamilyHooks
 ) -> None:
     fam = await start_family(cfg)
     await revoke(http, fam.refresh_token)
@@ -155,7 +124,7 @@ async def test_a_public_client_revokes_its_own_refresh_token_with_its_client_id(
 
 
 async def test_revoking_an_access_token_revokes_that_token_only(
-    http: httpx.AsyncClient, cfg: Config, hooks: Recorder
+    http: httpx.AsyncClient, cfg: Config, hooks: FamilyHooks
 ) -> None:
     first = await start_family(cfg)
     second = await rotate(cfg, first)
@@ -188,7 +157,7 @@ async def test_the_hint_is_only_a_hint(http: httpx.AsyncClient, cfg: Config) -> 
 
 
 async def test_revocation_by_another_client_leaves_the_tokens_active(
-    http: httpx.AsyncClient, cfg: Config, hooks: Recorder
+    http: httpx.AsyncClient, cfg: Config, hooks: FamilyHooks
 ) -> None:
     fam = await start_family(cfg)
     for token in (fam.refresh_token, fam.access_token):
@@ -210,13 +179,13 @@ async def test_revocation_by_another_client_leaves_the_tokens_active(
         "a" * 60000,
     ],
 )
-async def test_unknown_and_malformed_tokens_get_200(http: httpx.AsyncClient, token: str, hooks: Recorder) -> None:
+async def test_unknown_and_malformed_tokens_get_200(http: httpx.AsyncClient, token: str, hooks: FamilyHooks) -> None:
     assert_empty_200(await revoke(http, token))
     assert hooks.named("token_revoked") == []
 
 
 async def test_tokens_of_another_issuer_and_expired_tokens_get_200_and_change_nothing(
-    http: httpx.AsyncClient, cfg: Config, make_config: Callable[..., Config], clock: FakeClock, hooks: Recorder
+    http: httpx.AsyncClient, cfg: Config, make_config: Callable[..., Config], clock: FakeClock, hooks: FamilyHooks
 ) -> None:
     foreign_cfg = make_config(keys=KeySet.generate("ES256"), clients=cfg.clients)
     foreign = await start_family(foreign_cfg)
@@ -250,7 +219,7 @@ async def test_client_authentication_is_the_token_endpoints(http: httpx.AsyncCli
     assert await states(http, fam) == [True, True]
 
 
-async def test_edge_rules_are_the_token_endpoints(make_config: Callable[..., Config], hooks: Recorder) -> None:
+async def test_edge_rules_are_the_token_endpoints(make_config: Callable[..., Config], hooks: FamilyHooks) -> None:
     config = make_config(issuer="https://as.example.com", clients=family_clients(), hooks=hooks)
     fam = await start_family(config)
     auth = ("web", CREDENTIALS["web"])
@@ -300,7 +269,7 @@ class FlakyStore(MemoryStore):
 
 
 async def test_an_unreachable_store_is_503_never_a_reported_success(
-    make_config: Callable[..., Config], clock: FakeClock, hooks: Recorder
+    make_config: Callable[..., Config], clock: FakeClock, hooks: FamilyHooks
 ) -> None:
     store = FlakyStore(clock=clock, warn=False)
     config = make_config(clients=family_clients(), store=store, hooks=hooks)
@@ -333,20 +302,9 @@ async def test_core_revoke_is_conn_free(cfg: Config) -> None:
 
 
 async def test_revoking_the_refresh_token_of_a_code_grant_revokes_its_access_token(
-    http: httpx.AsyncClient, cfg: Config, clock: FakeClock
+    http: httpx.AsyncClient, cfg: Config
 ) -> None:
-    verifier, challenge = pkce_pair()
-    code = await issue_code(
-        cfg,
-        client_id="web",
-        redirect_uri=WEB_REDIRECT,
-        subject="alice",
-        scope="offline_access read",
-        code_challenge=challenge,
-        auth_time=int(clock.now),
-    )
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": WEB_REDIRECT, "code_verifier": verifier}
-    tokens = (await http.post("/oauth/token", data=form, auth=("web", CREDENTIALS["web"]))).json()
+    tokens, _ = await code_grant(http, cfg, "offline_access read")
     assert await active(http, tokens["access_token"])
     assert_empty_200(await revoke(http, tokens["refresh_token"]))
     assert not await active(http, tokens["access_token"])
