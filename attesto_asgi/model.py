@@ -176,8 +176,9 @@ class VerifiedToken(msgspec.Struct, frozen=True, kw_only=True):
     ``Hooks.verify_external_token``.
 
     ``token_type`` is the RFC 8693 §3 URI of what the token is; ``client_id`` is the client
-    it was issued to (RFC 9068 ``client_id``, an ID token's ``azp``). ``claims`` is the
-    whole verified payload.
+    it was issued to (RFC 9068 ``client_id``, an ID token's ``azp``); ``family_id`` is the
+    token family it belongs to (revoking the family makes it inactive), when it has one.
+    ``claims`` is the whole verified payload.
     """
 
     token_type: str
@@ -189,6 +190,7 @@ class VerifiedToken(msgspec.Struct, frozen=True, kw_only=True):
     client_id: str | None = None
     scope: tuple[str, ...] = ()
     jti: str | None = None
+    family_id: str | None = None
     claims: dict[str, Any] = {}
 
 

@@ -10,7 +10,7 @@ from typing import Any, Final
 from .._secrets import b64url
 from ..model import Client
 from .context import Context
-from .tokens import MintError
+from .tokens import FAMILY_CLAIM, MintError
 
 __all__ = ["ID_RESERVED_CLAIMS", "half_hash", "id_token_alg", "mint_id_token"]
 
@@ -34,6 +34,7 @@ ID_RESERVED_CLAIMS: Final = frozenset(
         "at_hash",
         "c_hash",
         "s_hash",
+        FAMILY_CLAIM,
     }
 )
 
@@ -79,6 +80,7 @@ async def mint_id_token(
     amr: tuple[str, ...] = (),
     sid: str | None = None,
     requested_claims: Mapping[str, Any] | None = None,
+    family_id: str | None = None,
 ) -> str:
     config = ctx.config
     extra = await config.hooks.id_token_claims(client, subject, scope, requested_claims)
@@ -107,6 +109,9 @@ async def mint_id_token(
         claims["at_hash"] = half_hash(access_token, alg)
     if code is not None:
         claims["c_hash"] = half_hash(code, alg)
+    if family_id is not None:
+        # The token family (private claim): token exchange refuses an ID token of a revoked family.
+        claims[FAMILY_CLAIM] = family_id
     try:
         return config.keys.signer(alg).sign(claims, "JWT")
     except Exception as exc:

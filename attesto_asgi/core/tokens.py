@@ -8,13 +8,16 @@ from typing import Any, Final, NamedTuple
 from .._secrets import new_id
 from ..errors import INVALID_REQUEST, INVALID_TARGET, OAuthError
 from ..model import Client
+from ..store import FamilyStore
 from .context import Context
 from .scope import format_scope
 
 __all__ = [
     "AT_RESERVED_CLAIMS",
+    "FAMILY_CLAIM",
     "AccessToken",
     "MintError",
+    "family_still_live",
     "mint_access_token",
     "resolve_audience",
     "token_response",
@@ -22,9 +25,30 @@ __all__ = [
 
 log = logging.getLogger("attesto_asgi.tokens")
 
+# The token family a token belongs to (private claim). Signed by us, so the family of a
+# presented token (token exchange) is known without a store lookup; it is not secret (it
+# is also the readable prefix of the family's refresh tokens) and is useless on its own.
+FAMILY_CLAIM: Final = "fid"
+
 # Claims the server sets; a hook's claim of the same name never overrides them.
 AT_RESERVED_CLAIMS: Final = frozenset(
-    {"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "auth_time", "acr", "amr", "act", "cnf"}
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "client_id",
+        "scope",
+        "auth_time",
+        "acr",
+        "amr",
+        "act",
+        "cnf",
+        FAMILY_CLAIM,
+    }
 )
 
 
@@ -71,8 +95,8 @@ async def mint_access_token(
     typ: str = "at+jwt",
 ) -> AccessToken:
     """Sign an RFC 9068 access token. ``not_after`` caps ``exp`` (a token never outlives
-    what it was derived from). With a ``family_id`` the ``jti`` is recorded so revoking
-    the family makes this token inactive."""
+    what it was derived from). With a ``family_id`` the token carries it (``fid``) and
+    its ``jti`` is recorded, so revoking the family makes this token inactive."""
     config = ctx.config
     iat = int(ctx.now)
     exp = iat + (client.access_token_ttl or config.access_token_ttl)
@@ -99,6 +123,8 @@ async def mint_access_token(
         claims["amr"] = list(amr)
     if act is not None:
         claims["act"] = act
+    if family_id is not None:
+        claims[FAMILY_CLAIM] = family_id
     try:
         token = config.keys.signer().sign(claims, typ)
     except Exception as exc:
@@ -107,6 +133,15 @@ async def mint_access_token(
     if family_id is not None:
         await config.backend.record_access_token(claims["jti"], family_id, exp)
     return AccessToken(token, claims, exp - iat)
+
+
+async def family_still_live(ctx: Context, family_id: str) -> None:
+    """The last step of a grant that minted into a family: a family revoked while the request
+    ran (a concurrent reuse or revocation) ends it with "unable to issue token". The tokens'
+    ``jti``s are recorded already, so they read as revoked; a dead token is never reported issued."""
+    families: FamilyStore = ctx.config.backend
+    if await families.family_revoked(family_id):
+        raise MintError("the family was revoked during the exchange")
 
 
 def token_response(

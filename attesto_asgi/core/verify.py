@@ -82,6 +82,7 @@ class _Claims(msgspec.Struct):
     client_id: str | None = None
     azp: str | None = None
     scope: str | None = None
+    fid: str | None = None  # FAMILY_CLAIM (core/tokens.py)
 
 
 class TrustedKeys:
@@ -212,9 +213,11 @@ def verify_jwt(
         if not claims.jti or not claims.client_id:
             raise InvalidToken("access token without jti or client_id")
         client_id: str | None = claims.client_id
+        scope = tuple(s for s in (claims.scope or "").split(" ") if s)
     else:
         # OIDC Core §2: azp is the party the ID token was issued to; else the sole audience.
         client_id = claims.azp or (aud[0] if len(aud) == 1 else None)
+        scope = ()  # an ID token states who the user is; it grants no scope
     return VerifiedToken(
         token_type=token_type,
         issuer=claims.iss,
@@ -223,8 +226,9 @@ def verify_jwt(
         expires_at=claims.exp,
         issued_at=claims.iat,
         client_id=client_id,
-        scope=tuple(s for s in (claims.scope or "").split(" ") if s),
+        scope=scope,
         jti=claims.jti,
+        family_id=claims.fid,
         claims=raw,
     )
 

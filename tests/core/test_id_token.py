@@ -23,7 +23,7 @@ from joserfc.jws import JWSRegistry
 from attesto_asgi import AttestoMiddleware, Client, Config, Hooks
 from attesto_asgi.core.id_token import half_hash
 from tests.core.grants.authcode_helpers import SPA_REDIRECT, auth_time, authcode_clients, redeem, spa_code
-from tests.helpers import FakeClock, http_client, keyset, not_found_app
+from tests.helpers import FakeClock, http_client, jwt_claims, keyset, not_found_app
 
 # OIDC Core 1.0 Appendix A examples (RS256): an access token with its at_hash, a code with its c_hash.
 SPEC_ACCESS_TOKEN = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
@@ -115,6 +115,8 @@ async def test_id_token_claims(make_config: Callable[..., Config], clock: FakeCl
         "sid": "s-1",
         "at_hash": by_hand(body["access_token"], "sha256"),
         "c_hash": claims["c_hash"],
+        # The token family, shared with the access token (token exchange checks it is not revoked).
+        "fid": jwt_claims(body["access_token"])["fid"],
     }
 
 

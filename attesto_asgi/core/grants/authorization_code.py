@@ -27,7 +27,7 @@ from ..context import Context
 from ..id_token import mint_id_token
 from ..pkce import verifier_matches, verifier_well_formed
 from ..refresh import family_expires_at, new_refresh_token, refresh_record
-from ..tokens import MintError, mint_access_token, resolve_audience, token_response
+from ..tokens import MintError, family_still_live, mint_access_token, resolve_audience, token_response
 
 __all__ = ["CONFIDENTIAL_ONLY", "GRANT_TYPE", "PARAMETERS", "handle"]
 
@@ -166,12 +166,6 @@ async def first_refresh_token(ctx: Context, client: Client, record: CodeRecord) 
     return token
 
 
-async def family_still_live(ctx: Context, family_id: str) -> None:
-    families: FamilyStore = ctx.config.backend
-    if await families.family_revoked(family_id):
-        raise MintError("the family was revoked during the exchange")
-
-
 # ------------------------------------------------------------------ the grant
 
 
@@ -222,6 +216,7 @@ async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
             amr=record.amr,
             sid=record.sid,
             requested_claims=requested_claims if isinstance(requested_claims, dict) else None,
+            family_id=record.family_id,
         )
     refresh_token = await first_refresh_token(ctx, client, record)
     if refresh_token is None:
