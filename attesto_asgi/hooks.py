@@ -11,9 +11,9 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import INVALID_SCOPE, OAuthError
+from .errors import INVALID_SCOPE, INVALID_TARGET, OAuthError
 from .events import Event
-from .model import Client
+from .model import Client, VerifiedToken
 
 if TYPE_CHECKING:
     from .config import Config
@@ -73,6 +73,41 @@ class Hooks:
     async def subject_active(self, subject: str) -> bool:
         """False for a disabled or deleted user: their codes and refresh tokens stop working."""
         return True
+
+    async def authorize_exchange(
+        self,
+        client: Client,
+        subject: VerifiedToken,
+        actor: VerifiedToken | None,
+        audience: tuple[str, ...],
+        scope: tuple[str, ...],
+    ) -> bool:
+        """Whether ``client`` may exchange ``subject`` (RFC 8693), acting as ``actor`` when
+        given (delegation) or else in the subject's name (impersonation), for a token with
+        ``audience`` and ``scope``. False is ``invalid_request`` (RFC 8693 §2.2.2); raise
+        ``OAuthError`` for another answer.
+
+        Default (against confused deputies, LESSONS: Keycloak CVE-2022-1245): the subject
+        token was issued for an audience the client serves (its ``client_id`` or one of its
+        ``audiences``); an actor token was issued to the client itself; and every audience of
+        the new token is one of the client's ``audiences`` (else ``invalid_target``)."""
+        serves = {client.client_id, *client.audiences}
+        if serves.isdisjoint(subject.audience):
+            return False
+        if actor is not None and actor.client_id != client.client_id:
+            return False
+        outside = set(audience).difference(client.audiences)
+        if outside:
+            # RFC 8693 §2.2.2: unwilling to issue a token for the target service: invalid_target.
+            raise OAuthError(INVALID_TARGET, detail=f"exchange audience not allowed for client: {sorted(outside)}")
+        return True
+
+    async def verify_external_token(self, client: Client, token: str, token_type: str) -> VerifiedToken | None:
+        """Verify a subject or actor token of type ``urn:ietf:params:oauth:token-type:jwt``
+        (RFC 8693 §3) from another issuer, and describe it as a ``VerifiedToken``; None
+        refuses it (``invalid_request``). Check its signature against that issuer's keys,
+        its ``iss``, ``aud`` and ``exp`` yourself. Default: accept none."""
+        return None
 
     async def on_event(self, event: Event) -> None:
         """Receives every audit event after the response is decided. Default: log it."""
