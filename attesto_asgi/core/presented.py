@@ -8,7 +8,6 @@ confused, so the shape decides and the hint is never needed: a refresh token is
 
 from __future__ import annotations
 
-import logging
 from typing import Any, NamedTuple
 
 from ..config import Config
@@ -20,8 +19,6 @@ from .refresh import split_refresh_token
 from .verify import ACCESS_TOKEN_TYPE, InvalidToken, trusted_keys, verify_jwt
 
 __all__ = ["Unrecognized", "endpoint_denied", "endpoint_event", "identify"]
-
-log = logging.getLogger("attesto_asgi.presented")
 
 
 class Unrecognized(NamedTuple):
