@@ -22,7 +22,7 @@ from ..errors import (
 from ..events import TOKEN_DENIED
 from ..model import Denied, Issued, TokenRequest
 from .context import Context
-from .grants import authorization_code, client_credentials, token_exchange
+from .grants import authorization_code, client_credentials, refresh_token, token_exchange
 from .scope import check_resources, parse_scope
 from .tokens import MintError
 
@@ -33,6 +33,7 @@ log = logging.getLogger("attesto_asgi.issuer")
 GRANTS: Final[dict[str, ModuleType]] = {
     authorization_code.GRANT_TYPE: authorization_code,
     client_credentials.GRANT_TYPE: client_credentials,
+    refresh_token.GRANT_TYPE: refresh_token,
     token_exchange.GRANT_TYPE: token_exchange,
 }
 
