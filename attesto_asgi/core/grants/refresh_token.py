@@ -107,6 +107,12 @@ def within_grace(grace: int, record: RefreshRecord, now: float) -> bool:
     return grace > 0 and record.rotated_at is not None and now - record.rotated_at < grace
 
 
+def same_request(plan: _Plan, sealed: _Sealed) -> bool:
+    """The retry asks for what the rotating request was granted. RFC 6749 §3.3: the order of
+    scope strings does not matter (nor does the order of resources)."""
+    return set(plan.scope) == set(sealed.scope) and set(plan.audience) == set(sealed.audience)
+
+
 def revoke_until(ctx: Context, client: Client, record: RefreshRecord) -> float:
     """A family's revocation outlives its refresh tokens and every access token it issued."""
     at_ttl = max(ctx.config.access_token_ttl, client.access_token_ttl or 0)
@@ -248,7 +254,7 @@ async def _already_rotated(
             plan = await _plan(ctx, request, record)
         except OAuthError as exc:
             await _reuse(ctx, store, record, f"retry refused: {exc.detail}")
-    if (plan.scope, plan.audience) != (sealed.scope, sealed.audience):
+    if not same_request(plan, sealed):
         await _reuse(ctx, store, record, "retry differs in scope or resource from the rotating request")
     if successor_used is None:
         successor_used = await _successor_used(store, record)
