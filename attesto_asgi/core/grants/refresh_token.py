@@ -191,9 +191,20 @@ def _unseal_successor(ctx: Context, record: RefreshRecord) -> _Sealed | None:
     return sealed
 
 
-def _answer(
-    ctx: Context, record: RefreshRecord, plan: _Plan, minted: _Minted, token: str, *, retry: bool
+async def _answer(
+    ctx: Context,
+    store: RefreshGrantStore,
+    record: RefreshRecord,
+    plan: _Plan,
+    minted: _Minted,
+    token: str,
+    *,
+    retry: bool,
 ) -> dict[str, Any]:
+    # Last step: a family revoked while this request ran (a concurrent reuse or revocation)
+    # is never answered with tokens; they are dead already (their jtis are in the family).
+    if await store.family_revoked(record.family_id):
+        raise OAuthError(INVALID_GRANT, detail="family revoked during the refresh")
     ctx.event(
         REFRESH_ROTATED,
         subject=record.subject,
@@ -263,7 +274,7 @@ async def _already_rotated(
         await _reuse(ctx, store, record, "successor already used")
     if minted is None:
         minted = await _mint(ctx, client, record, plan)
-    return _answer(ctx, record, plan, minted, sealed.token, retry=True)
+    return await _answer(ctx, store, record, plan, minted, sealed.token, retry=True)
 
 
 async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
@@ -298,7 +309,7 @@ async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
     )
     result = await store.rotate_refresh(family_id, old_hash, successor, _seal_successor(ctx, old_hash, token, plan))
     if isinstance(result, Rotated):
-        return _answer(ctx, record, plan, minted, token, retry=False)
+        return await _answer(ctx, store, record, plan, minted, token, retry=False)
     if isinstance(result, AlreadyRotated):  # lost the race to a concurrent rotation of the same token
         return await _already_rotated(
             ctx, request, store, result.record, successor_used=result.successor_used, plan=plan, minted=minted

@@ -18,6 +18,7 @@ from attesto_asgi._secrets import new_id
 from attesto_asgi.core.refresh import new_refresh_token, split_refresh_token
 from attesto_asgi.model import RefreshRecord
 from attesto_asgi.store import RotateResult
+from tests.families import CREDENTIALS
 from tests.helpers import http_client, not_found_app
 
 APP_SECRET = "app-secret-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -66,7 +67,7 @@ REFRESH_CLIENTS = (
     ),
 )
 
-SECRETS = {"app": APP_SECRET, "other": OTHER_SECRET, "short": SHORT_SECRET, "nogrant": NOGRANT_SECRET}
+SECRETS = {"app": APP_SECRET, "other": OTHER_SECRET, "short": SHORT_SECRET, "nogrant": NOGRANT_SECRET, **CREDENTIALS}
 
 
 class RecordingHooks(Hooks):
@@ -115,6 +116,10 @@ class YieldingMemoryStore(MemoryStore):
     async def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
         await asyncio.sleep(0)
         await super().record_access_token(jti, family_id, expires_at)
+
+    async def family_revoked(self, family_id: str) -> bool:
+        await asyncio.sleep(0)
+        return await super().family_revoked(family_id)
 
 
 async def seed_refresh(

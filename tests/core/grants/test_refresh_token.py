@@ -25,6 +25,7 @@ from tests.core.grants.refresh_support import (
     family_of,
     record_of,
 )
+from tests.families import CREDENTIALS, code_grant, family_clients
 from tests.helpers import FakeClock, jwt_claims, standard_clients
 
 MakeEnv = Callable[..., Awaitable[Env]]
@@ -737,6 +738,34 @@ async def test_grace_retry_gets_a_fresh_id_token(make_env: MakeEnv, clock: FakeC
     claims = verified(env.config, retry["id_token"], "JWT")
     assert claims["at_hash"] == half_hash(retry["access_token"], env.config.keys.active_alg)
     assert claims["iat"] == jwt_claims(first["id_token"])["iat"] + 5
+
+
+# ----------------------------------------------------------------- with the authorization_code grant
+
+
+async def test_a_family_started_by_the_authorization_code_grant(make_env: MakeEnv, clock: FakeClock) -> None:
+    """The first refresh token comes from the real code grant; refreshing keeps the original
+    authentication (OIDC Core §12.2) and a replayed code still kills the refreshed family."""
+    env = await make_env(clients=standard_clients() + family_clients(), id_token_on_refresh=True)
+    first, code_form = await code_grant(env.http, env.config, "openid offline_access read", nonce="n-1", acr="urn:mfa")
+    original = verified(env.config, first["id_token"], "JWT")
+    assert original["nonce"] == "n-1"
+    clock.advance(60)
+    refreshed = await ok(env, first["refresh_token"], client_id="web", scope="openid read")
+    assert refreshed["scope"] == "openid read"
+    id_token = verified(env.config, refreshed["id_token"], "JWT")
+    for claim in ("iss", "sub", "aud", "azp", "auth_time", "acr"):
+        assert id_token[claim] == original[claim], claim
+    assert id_token["iat"] == original["iat"] + 60
+    assert "nonce" not in id_token
+    at = verified(env.config, refreshed["access_token"], "at+jwt")
+    assert at["auth_time"] == original["auth_time"]
+    assert at["acr"] == "urn:mfa"
+    # The code presented again (RFC 6749 §4.1.2): the whole family goes, refreshed tokens included.
+    replay = await env.http.post("/oauth/token", data=code_form, auth=("web", CREDENTIALS["web"]))
+    assert replay.json()["error"] == "invalid_grant"
+    await denied(env, refreshed["refresh_token"], "invalid_grant", client_id="web")
+    assert await env.config.backend.access_token_revoked(at["jti"])
 
 
 # ----------------------------------------------------------------- discovery

