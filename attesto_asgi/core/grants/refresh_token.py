@@ -231,7 +231,7 @@ async def _reuse(ctx: Context, store: RefreshGrantStore, record: RefreshRecord, 
         reason=reason,
     )
     if revoked:  # once per family, however many replays race
-        ctx.event(FAMILY_REVOKED, subject=record.subject, family_id=record.family_id, reason=REFRESH_REUSE_DETECTED)
+        ctx.event(FAMILY_REVOKED, subject=record.subject, family_id=record.family_id, reason="refresh_reuse")
     raise OAuthError(INVALID_GRANT, detail=f"refresh token reuse ({reason}); family revoked")
 
 
