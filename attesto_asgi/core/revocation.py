@@ -18,6 +18,7 @@ from ..events import TOKEN_REVOKED, Event
 from ..model import Denied, PresentedToken, RefreshRecord, Revoked, VerifiedToken
 from ..store import AccessTokenStore, FamilyStore
 from .presented import Unrecognized, endpoint_denied, endpoint_event, identify
+from .tokens import family_revocation_until
 
 __all__ = ["revoke"]
 
@@ -26,10 +27,9 @@ log = logging.getLogger("attesto_asgi.revocation")
 
 async def revoke_family_of(config: Config, request: PresentedToken, record: RefreshRecord, now: float) -> Event:
     client = request.client
-    # Sticky until the family's end of life, and past the last access token it may have minted.
-    access_ttl = client.access_token_ttl or config.access_token_ttl
     families: FamilyStore = config.backend
-    newly = await families.revoke_family(record.family_id, max(record.family_expires_at, now + access_ttl))
+    until = family_revocation_until(config, client, now, record.family_expires_at)
+    newly = await families.revoke_family(record.family_id, until)
     return endpoint_event(
         TOKEN_REVOKED,
         now,

@@ -6,7 +6,8 @@ import logging
 from typing import Any, Final, NamedTuple
 
 from .._secrets import new_id
-from ..errors import INVALID_REQUEST, INVALID_TARGET, OAuthError
+from ..config import Config
+from ..errors import INVALID_GRANT, INVALID_REQUEST, INVALID_TARGET, OAuthError
 from ..model import Client
 from ..store import FamilyStore
 from .context import Context
@@ -17,6 +18,8 @@ __all__ = [
     "FAMILY_CLAIM",
     "AccessToken",
     "MintError",
+    "family_revocation_until",
+    "family_revoked_during_request",
     "family_still_live",
     "mint_access_token",
     "resolve_audience",
@@ -135,13 +138,30 @@ async def mint_access_token(
     return AccessToken(token, claims, exp - iat)
 
 
+def family_revoked_during_request() -> OAuthError:
+    # RFC 6749 §5.2 invalid_grant: the grant "is ... revoked".
+    return OAuthError(INVALID_GRANT, detail="the family was revoked during the request")
+
+
 async def family_still_live(ctx: Context, family_id: str) -> None:
-    """The last step of a grant that minted into a family: a family revoked while the request
-    ran (a concurrent reuse or revocation) ends it with "unable to issue token". The tokens'
+    """The last step of every grant that minted into a family: a family revoked while the
+    request ran (a concurrent reuse or revocation) ends it with ``invalid_grant``. The tokens'
     ``jti``s are recorded already, so they read as revoked; a dead token is never reported issued."""
     families: FamilyStore = ctx.config.backend
     if await families.family_revoked(family_id):
-        raise MintError("the family was revoked during the exchange")
+        raise family_revoked_during_request()
+
+
+def family_revocation_until(
+    config: Config, client: Client | None, now: float, family_expires_at: float | None = None
+) -> float:
+    """How long a family's revocation must stick: past the family's end of life (``now`` plus
+    the longest family lifetime when the end is not known) and past every access token the
+    family may have minted."""
+    at_ttl = max(config.access_token_ttl, (client.access_token_ttl or 0) if client else 0)
+    if family_expires_at is None:
+        family_expires_at = now + max(config.refresh_family_ttl, (client.refresh_family_ttl or 0) if client else 0)
+    return max(family_expires_at, now + at_ttl)
 
 
 def token_response(

@@ -27,7 +27,14 @@ from ..context import Context
 from ..id_token import mint_id_token
 from ..pkce import verifier_matches, verifier_well_formed
 from ..refresh import family_expires_at, new_refresh_token, refresh_record
-from ..tokens import MintError, family_still_live, mint_access_token, resolve_audience, token_response
+from ..tokens import (
+    family_revocation_until,
+    family_revoked_during_request,
+    family_still_live,
+    mint_access_token,
+    resolve_audience,
+    token_response,
+)
 
 __all__ = ["CONFIDENTIAL_ONLY", "GRANT_TYPE", "PARAMETERS", "handle"]
 
@@ -111,16 +118,6 @@ def resources_within_grant(record: CodeRecord, requested: tuple[str, ...]) -> tu
     return requested
 
 
-def reuse_revocation_ttl(ctx: Context, issued_to: Client | None) -> float:
-    """How long the revocation must last: past the family's end of life (which began at or
-    before now) and past the expiry of any access token of the family."""
-    config = ctx.config
-    ttls = [config.refresh_family_ttl, config.access_token_ttl]
-    if issued_to is not None:
-        ttls += [issued_to.refresh_family_ttl or 0, issued_to.access_token_ttl or 0]
-    return float(max(ttls))
-
-
 # ------------------------------------------------------------------ steps with the store
 
 
@@ -132,7 +129,7 @@ async def revoke_reused_family(ctx: Context, reused: CodeReused) -> None:
     ctx.event(CODE_REUSE_DETECTED, family_id=reused.family_id, issued_to=reused.client_id)
     issued_to = await config.hooks.load_client(config, reused.client_id)
     families: FamilyStore = config.backend
-    until = ctx.now + reuse_revocation_ttl(ctx, issued_to)
+    until = family_revocation_until(config, issued_to, ctx.now)
     if await families.revoke_family(reused.family_id, until):
         ctx.event(FAMILY_REVOKED, family_id=reused.family_id, reason="code_reuse")
 
@@ -162,7 +159,7 @@ async def first_refresh_token(ctx: Context, client: Client, record: CodeRecord) 
     refresh_tokens: RefreshStore = ctx.config.backend
     # DESIGN §3 / LESSONS: a failed storage write is never reported as success.
     if not await refresh_tokens.put_refresh(refresh):
-        raise MintError("refresh token refused: the family was revoked during the exchange")
+        raise family_revoked_during_request()
     return token
 
 

@@ -31,7 +31,14 @@ from ..id_token import mint_id_token
 from ..refresh import new_refresh_token, refresh_record, split_refresh_token
 from ..scope import narrow_scope
 from ..seal import seal, sealer, unseal
-from ..tokens import AccessToken, mint_access_token, resolve_audience, token_response
+from ..tokens import (
+    AccessToken,
+    family_revocation_until,
+    family_still_live,
+    mint_access_token,
+    resolve_audience,
+    token_response,
+)
 
 __all__ = ["CONFIDENTIAL_ONLY", "GRANT_TYPE", "PARAMETERS", "handle"]
 
@@ -111,12 +118,6 @@ def same_request(plan: _Plan, sealed: _Sealed) -> bool:
     """The retry asks for what the rotating request was granted. RFC 6749 §3.3: the order of
     scope strings does not matter (nor does the order of resources)."""
     return set(plan.scope) == set(sealed.scope) and set(plan.audience) == set(sealed.audience)
-
-
-def revoke_until(ctx: Context, client: Client, record: RefreshRecord) -> float:
-    """A family's revocation outlives its refresh tokens and every access token it issued."""
-    at_ttl = max(ctx.config.access_token_ttl, client.access_token_ttl or 0)
-    return max(record.family_expires_at, ctx.now + at_ttl)
 
 
 # ----------------------------------------------------------------- steps
@@ -203,8 +204,7 @@ async def _answer(
 ) -> dict[str, Any]:
     # Last step: a family revoked while this request ran (a concurrent reuse or revocation)
     # is never answered with tokens; they are dead already (their jtis are in the family).
-    if await store.family_revoked(record.family_id):
-        raise OAuthError(INVALID_GRANT, detail="family revoked during the refresh")
+    await family_still_live(ctx, record.family_id)
     ctx.event(
         REFRESH_ROTATED,
         subject=record.subject,
@@ -220,7 +220,8 @@ async def _answer(
 
 async def _reuse(ctx: Context, store: RefreshGrantStore, record: RefreshRecord, reason: str) -> NoReturn:
     """RFC 9700 §4.14.2: a rotated refresh token presented again revokes the whole family."""
-    revoked = await store.revoke_family(record.family_id, revoke_until(ctx, ctx.request.client, record))
+    until = family_revocation_until(ctx.config, ctx.request.client, ctx.now, record.family_expires_at)
+    revoked = await store.revoke_family(record.family_id, until)
     ctx.event(
         REFRESH_REUSE_DETECTED,
         subject=record.subject,
