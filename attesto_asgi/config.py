@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from .model import Client
 from .store import Store, open_store
 
 __all__ = ["MAX_REFRESH_GRACE", "Config", "is_loopback_host"]
+
+log = logging.getLogger("attesto_asgi.config")
 
 MAX_REFRESH_GRACE: Final = 300  # seconds; LESSONS: the grace window is capped (Hydra: 5 min)
 
@@ -62,7 +65,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # HTTPS is required except for loopback hosts; False turns the check off (development).
     require_https: bool = True
     max_body_bytes: int = 64 * 1024
-    secret_key: bytes = msgspec.field(default_factory=lambda: secrets.token_bytes(32))
+    # Empty: a random key for this process (fine for one worker; warned about with a grace window).
+    secret_key: bytes = b""
     clock: Callable[[], float] = time.time
     # Prepared once from the fields above.
     _clients: dict[str, Client] = {}
@@ -79,7 +83,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl", "refresh_family_ttl", "code_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if len(self.secret_key) < 32:
+        if not self.secret_key:
+            if self.refresh_grace > 0:
+                log.warning(
+                    "refresh_grace is on but Config.secret_key is not set: this process seals "
+                    "successors with its own random key, so a grace retry served by another worker "
+                    "is treated as reuse. Give every worker the same 32-byte secret_key."
+                )
+            force_setattr(self, "secret_key", secrets.token_bytes(32))
+        elif len(self.secret_key) < 32:
             raise ValueError("secret_key must be at least 32 bytes")
         if isinstance(self.store, str):
             force_setattr(self, "store", open_store(self.store))
