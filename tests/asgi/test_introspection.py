@@ -278,3 +278,39 @@ async def test_after_code_reuse_every_token_of_the_family_is_inactive(http: http
 
     assert await body(http, access) == {"active": False}
     assert await body(http, refresh, "web") == {"active": False}
+
+
+async def test_after_refresh_reuse_every_token_of_the_family_is_inactive(http: httpx.AsyncClient, cfg: Config) -> None:
+    tokens, _ = await code_grant(http, cfg, "openid offline_access read", resource=(API,))
+    web = ("web", CREDENTIALS["web"])
+    rt0, at0 = tokens["refresh_token"], tokens["access_token"]
+    first = await http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": rt0}, auth=web)
+    assert first.status_code == 200
+    rt1, at1 = first.json()["refresh_token"], first.json()["access_token"]
+    for token, owner in ((at0, "rs"), (at1, "rs"), (rt1, "web")):
+        assert (await body(http, token, owner))["active"] is True
+    assert await body(http, rt0, "web") == {"active": False}  # rotated away
+
+    # RFC 9700 §4.14.2: the rotated RT0 presented again is reuse; the whole family is revoked.
+    replay = await http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": rt0}, auth=web)
+    assert replay.json()["error"] == "invalid_grant"
+    for token, owner in ((at0, "rs"), (at1, "rs"), (rt0, "web"), (rt1, "web")):
+        assert await body(http, token, owner) == {"active": False}
+
+
+async def test_after_a_revocation_request_every_token_of_the_family_is_inactive(
+    http: httpx.AsyncClient, cfg: Config
+) -> None:
+    tokens, _ = await code_grant(http, cfg, "openid offline_access read", resource=(API,))
+    web = ("web", CREDENTIALS["web"])
+    refreshed = await http.post(
+        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=web
+    )
+    rt1 = refreshed.json()["refresh_token"]
+    revoked = await http.post("/oauth/revoke", data={"token": rt1, "token_type_hint": "refresh_token"}, auth=web)
+    assert revoked.status_code == 200
+    assert revoked.content == b""
+    for token, owner in ((tokens["access_token"], "rs"), (refreshed.json()["access_token"], "rs"), (rt1, "web")):
+        assert await body(http, token, owner) == {"active": False}
+    again = await http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": rt1}, auth=web)
+    assert again.json()["error"] == "invalid_grant"
