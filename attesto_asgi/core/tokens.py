@@ -21,6 +21,7 @@ __all__ = [
     "family_revocation_until",
     "family_revoked_during_request",
     "family_still_live",
+    "put_known",
     "mint_access_token",
     "resolve_audience",
     "token_response",
@@ -61,6 +62,13 @@ class MintError(Exception):
 
     def to_oauth(self) -> OAuthError:
         return OAuthError(INVALID_REQUEST, "Unable to issue token.", detail=f"mint failure: {self}")
+
+
+def put_known(claims: dict[str, Any], **values: Any) -> None:
+    """Set each claim whose value is known; an unknown (None) claim is left out, never null."""
+    for name, value in values.items():
+        if value is not None:
+            claims[name] = value
 
 
 class AccessToken(NamedTuple):
@@ -116,18 +124,15 @@ async def mint_access_token(
         jti=new_id(),
         client_id=client.client_id,
     )
-    if scope:
-        claims["scope"] = format_scope(scope)
-    if auth_time is not None:
-        claims["auth_time"] = auth_time
-    if acr is not None:
-        claims["acr"] = acr
-    if amr:
-        claims["amr"] = list(amr)
-    if act is not None:
-        claims["act"] = act
-    if family_id is not None:
-        claims[FAMILY_CLAIM] = family_id
+    put_known(
+        claims,
+        scope=format_scope(scope) if scope else None,
+        auth_time=auth_time,
+        acr=acr,
+        amr=list(amr) if amr else None,
+        act=act,
+        **{FAMILY_CLAIM: family_id},
+    )
     try:
         token = config.keys.signer().sign(claims, typ)
     except Exception as exc:
