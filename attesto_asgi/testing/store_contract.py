@@ -288,7 +288,9 @@ class StoreContract:
             family_id=live.family_id, client_id=live.client_id
         )
 
-    async def test_code_tombstone_ends_at_reuse_detect_until(self, store: Store, clock: ContractClock) -> None:
+    async def test_code_tombstone_ends_at_reuse_detect_until(
+        self, store: Store, clock: ContractClock
+    ) -> None:
         rec = make_code(clock(), ttl=self.ttl, reuse_margin=self.ttl)
         await store.put_code(rec)
         assert await store.take_code(rec.code_hash) == rec
@@ -342,7 +344,9 @@ class StoreContract:
         ) == RefreshUnknown()
         assert await store.get_refresh(long.family_id, long.token_hash) == long
 
-    async def test_put_refresh_into_revoked_family_is_refused(self, store: Store, clock: ContractClock) -> None:
+    async def test_put_refresh_into_revoked_family_is_refused(
+        self, store: Store, clock: ContractClock
+    ) -> None:
         rec = make_refresh(clock())
         assert await store.revoke_family(rec.family_id, clock() + self.ttl) is True
         assert await store.put_refresh(rec) is False
@@ -376,7 +380,8 @@ class StoreContract:
         assert result == Rotated(record=old)
         got = await store.get_refresh(old.family_id, old.token_hash)
         assert got is not None
-        assert got.rotated_at is not None and before <= got.rotated_at <= after
+        assert got.rotated_at is not None
+        assert before <= got.rotated_at <= after
         assert got.successor_hash == succ.token_hash
         assert got.sealed_successor == SEALED
         assert _unrotated(got) == old
@@ -388,7 +393,9 @@ class StoreContract:
         succ = successor_of(old, clock())
         assert await store.rotate_refresh(old.family_id, old.token_hash, succ, None) == Rotated(record=old)
         got = await store.get_refresh(old.family_id, old.token_hash)
-        assert got is not None and got.sealed_successor is None and got.successor_hash == succ.token_hash
+        assert got is not None
+        assert got.sealed_successor is None
+        assert got.successor_hash == succ.token_hash
 
     async def test_second_rotation_reports_already_rotated(self, store: Store, clock: ContractClock) -> None:
         old = make_refresh(clock())
@@ -416,7 +423,8 @@ class StoreContract:
         assert again.successor_used is True
         assert again.record.successor_hash == gen1.token_hash
         # gen1's own successor is unused: a retry of gen1 may be graced.
-        again1 = await store.rotate_refresh(gen1.family_id, gen1.token_hash, successor_of(gen1, clock()), None)
+        retry = successor_of(gen1, clock())
+        again1 = await store.rotate_refresh(gen1.family_id, gen1.token_hash, retry, None)
         assert isinstance(again1, AlreadyRotated)
         assert again1.successor_used is False
 
@@ -441,17 +449,19 @@ class StoreContract:
         ) == RefreshUnknown()
         # A token presented under another family id is unknown there.
         other_family = new_id()
-        assert await store.rotate_refresh(
-            other_family, rec.token_hash, successor_of(rec, clock(), ttl=LONG), None
-        ) == RefreshUnknown()
+        moved = msgspec.structs.replace(successor_of(rec, clock()), family_id=other_family)
+        assert await store.rotate_refresh(other_family, rec.token_hash, moved, None) == RefreshUnknown()
         assert await store.get_refresh(rec.family_id, rec.token_hash) == rec
 
-    async def test_rotate_in_revoked_family_is_refused_first(self, store: Store, clock: ContractClock) -> None:
+    async def test_rotate_in_revoked_family_is_refused_first(
+        self, store: Store, clock: ContractClock
+    ) -> None:
         live = make_refresh(clock())
         rotated = make_refresh(clock(), family_id=live.family_id)
         await store.put_refresh(live)
         await store.put_refresh(rotated)
-        await store.rotate_refresh(rotated.family_id, rotated.token_hash, successor_of(rotated, clock()), None)
+        rotated_succ = successor_of(rotated, clock())
+        await store.rotate_refresh(rotated.family_id, rotated.token_hash, rotated_succ, None)
         assert await store.revoke_family(live.family_id, clock() + self.ttl) is True
         fr = FamilyRevoked(family_id=live.family_id)
         succ = successor_of(live, clock())
@@ -554,7 +564,9 @@ class StoreContract:
         assert await store.access_token_revoked(jti) is True
         assert await store.access_token_revoked(bystander) is False
 
-    async def test_access_token_revocation_ends_with_the_token(self, store: Store, clock: ContractClock) -> None:
+    async def test_access_token_revocation_ends_with_the_token(
+        self, store: Store, clock: ContractClock
+    ) -> None:
         jti, keep = new_id(), new_id()
         await store.revoke_access_token(jti, clock() + self.ttl)
         await store.revoke_access_token(keep, clock() + self.ttl)
@@ -624,7 +636,8 @@ class StoreContract:
             family_id=code.family_id, client_id=code.client_id
         )
         again = await second.rotate_refresh(rt.family_id, rt.token_hash, successor_of(rt, clock()), None)
-        assert isinstance(again, AlreadyRotated) and again.record.sealed_successor == SEALED
+        assert isinstance(again, AlreadyRotated)
+        assert again.record.sealed_successor == SEALED
         assert await second.family_revoked(fam) is True
         assert await second.claim_once("k:" + fam, LONG) is False
 
