@@ -277,9 +277,7 @@ class StoreContract:
         # Other codes are untouched by the tombstone.
         assert await store.take_code(other.code_hash) == other
 
-    async def test_expired_code_is_none_and_leaves_no_reuse_report(
-        self, store: Store, clock: ContractClock
-    ) -> None:
+    async def test_expired_code_is_none_and_leaves_no_reuse_report(self, store: Store, clock: ContractClock) -> None:
         live = make_code(clock(), ttl=self.ttl)
         dead = make_code(clock(), ttl=self.ttl)
         await store.put_code(live)
@@ -290,13 +288,9 @@ class StoreContract:
         # A code that expired unused issued nothing: no tombstone, no family to revoke.
         assert await store.take_code(dead.code_hash) is None
         # The redeemed one still reports its reuse after its own expiry (tombstone outlives it).
-        assert await store.take_code(live.code_hash) == CodeReused(
-            family_id=live.family_id, client_id=live.client_id
-        )
+        assert await store.take_code(live.code_hash) == CodeReused(family_id=live.family_id, client_id=live.client_id)
 
-    async def test_code_tombstone_ends_at_reuse_detect_until(
-        self, store: Store, clock: ContractClock
-    ) -> None:
+    async def test_code_tombstone_ends_at_reuse_detect_until(self, store: Store, clock: ContractClock) -> None:
         rec = make_code(clock(), ttl=self.ttl, reuse_margin=self.ttl)
         await store.put_code(rec)
         assert await store.take_code(rec.code_hash) == rec
@@ -305,9 +299,7 @@ class StoreContract:
         await clock.advance(self.ttl)
         assert await store.take_code(rec.code_hash) is None
 
-    async def test_code_race_has_exactly_one_winner(
-        self, store: Store, stores: _Opened, clock: ContractClock
-    ) -> None:
+    async def test_code_race_has_exactly_one_winner(self, store: Store, stores: _Opened, clock: ContractClock) -> None:
         rec = make_code(clock())
         await store.put_code(rec)
         peers = await self._peers(stores, store)
@@ -345,14 +337,13 @@ class StoreContract:
         assert await store.get_refresh(short.family_id, short.token_hash) == short
         await clock.advance(self.expire)
         assert await store.get_refresh(short.family_id, short.token_hash) is None
-        assert await store.rotate_refresh(
-            short.family_id, short.token_hash, successor_of(short, clock()), None
-        ) == RefreshUnknown()
+        assert (
+            await store.rotate_refresh(short.family_id, short.token_hash, successor_of(short, clock()), None)
+            == RefreshUnknown()
+        )
         assert await store.get_refresh(long.family_id, long.token_hash) == long
 
-    async def test_put_refresh_into_revoked_family_is_refused(
-        self, store: Store, clock: ContractClock
-    ) -> None:
+    async def test_put_refresh_into_revoked_family_is_refused(self, store: Store, clock: ContractClock) -> None:
         rec = make_refresh(clock())
         assert await store.revoke_family(rec.family_id, clock() + self.ttl) is True
         assert await store.put_refresh(rec) is False
@@ -450,18 +441,17 @@ class StoreContract:
         rec = make_refresh(clock())
         await store.put_refresh(rec)
         ghost = make_refresh(clock(), family_id=rec.family_id)
-        assert await store.rotate_refresh(
-            rec.family_id, ghost.token_hash, successor_of(ghost, clock()), None
-        ) == RefreshUnknown()
+        assert (
+            await store.rotate_refresh(rec.family_id, ghost.token_hash, successor_of(ghost, clock()), None)
+            == RefreshUnknown()
+        )
         # A token presented under another family id is unknown there.
         other_family = new_id()
         moved = msgspec.structs.replace(successor_of(rec, clock()), family_id=other_family)
         assert await store.rotate_refresh(other_family, rec.token_hash, moved, None) == RefreshUnknown()
         assert await store.get_refresh(rec.family_id, rec.token_hash) == rec
 
-    async def test_rotate_in_revoked_family_is_refused_first(
-        self, store: Store, clock: ContractClock
-    ) -> None:
+    async def test_rotate_in_revoked_family_is_refused_first(self, store: Store, clock: ContractClock) -> None:
         live = make_refresh(clock())
         rotated = make_refresh(clock(), family_id=live.family_id)
         await store.put_refresh(live)
@@ -473,9 +463,10 @@ class StoreContract:
         succ = successor_of(live, clock())
         # FamilyRevoked wins over every other answer: live, already rotated, unknown.
         assert await store.rotate_refresh(live.family_id, live.token_hash, succ, None) == fr
-        assert await store.rotate_refresh(
-            rotated.family_id, rotated.token_hash, successor_of(rotated, clock()), None
-        ) == fr
+        assert (
+            await store.rotate_refresh(rotated.family_id, rotated.token_hash, successor_of(rotated, clock()), None)
+            == fr
+        )
         assert await store.rotate_refresh(live.family_id, token_hash(new_token()), succ, None) == fr
         # Nothing changed: once the revocation ends, the live token is still unrotated and
         # the refused successor was never stored.
@@ -505,9 +496,7 @@ class StoreContract:
             assert lost.record.successor_hash == won.token_hash
             assert lost.record.sealed_successor == bytes([winners[0]])
         # Only the winner's successor exists.
-        stored = [
-            s for s in successors if await store.get_refresh(old.family_id, s.token_hash) is not None
-        ]
+        stored = [s for s in successors if await store.get_refresh(old.family_id, s.token_hash) is not None]
         assert stored == [won]
 
     # ================================================================== families
@@ -559,9 +548,7 @@ class StoreContract:
         await store.revoke_access_token(unknown, clock() + LONG)
         assert await store.access_token_revoked(unknown) is True
 
-    async def test_access_tokens_of_a_revoked_family_are_revoked(
-        self, store: Store, clock: ContractClock
-    ) -> None:
+    async def test_access_tokens_of_a_revoked_family_are_revoked(self, store: Store, clock: ContractClock) -> None:
         jti, bystander = new_id(), new_id()
         fam = new_id()
         await store.record_access_token(jti, fam, clock() + LONG)
@@ -570,9 +557,7 @@ class StoreContract:
         assert await store.access_token_revoked(jti) is True
         assert await store.access_token_revoked(bystander) is False
 
-    async def test_access_token_revocation_ends_with_the_token(
-        self, store: Store, clock: ContractClock
-    ) -> None:
+    async def test_access_token_revocation_ends_with_the_token(self, store: Store, clock: ContractClock) -> None:
         jti, keep = new_id(), new_id()
         await store.revoke_access_token(jti, clock() + self.ttl)
         await store.revoke_access_token(keep, clock() + self.ttl)
@@ -610,9 +595,7 @@ class StoreContract:
         assert results.count(True) == 1
 
     # ================================================================== sharing, durability, secrets
-    async def test_state_is_shared_between_stores(
-        self, store: Store, stores: _Opened, clock: ContractClock
-    ) -> None:
+    async def test_state_is_shared_between_stores(self, store: Store, stores: _Opened, clock: ContractClock) -> None:
         code = make_code(clock())
         rt = make_refresh(clock())
         await store.put_code(code)
@@ -636,9 +619,7 @@ class StoreContract:
         await stores.close_all()
         # Restarts must not reset reuse detection (Keycloak CVE-2026-9802).
         second = await stores.open()
-        assert await second.take_code(code.code_hash) == CodeReused(
-            family_id=code.family_id, client_id=code.client_id
-        )
+        assert await second.take_code(code.code_hash) == CodeReused(family_id=code.family_id, client_id=code.client_id)
         again = await second.rotate_refresh(rt.family_id, rt.token_hash, successor_of(rt, clock()), None)
         assert isinstance(again, AlreadyRotated)
         assert again.record.sealed_successor == SEALED

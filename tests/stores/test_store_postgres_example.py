@@ -118,5 +118,3 @@ async def test_unreachable_postgres_is_store_unavailable() -> None:
             await store.take_code("h")
     finally:
         await store.aclose()
-
-

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from attesto_asgi_redis import RedisStore, parse_redis_url
-from conftest import RedisServer
 from redis.crc import key_slot
 
 from attesto_asgi import StoreUnavailable, open_store
@@ -20,6 +19,7 @@ from attesto_asgi.model import CodeReused, Rotated
 from attesto_asgi.store import Store
 from attesto_asgi.testing import StoreContract, StoreFactory
 from attesto_asgi.testing.store_contract import LONG, make_code, make_refresh, successor_of
+from tests.stores.redis_server import RedisServer
 
 
 def _b(value: bytes | str) -> bytes:
@@ -166,9 +166,7 @@ async def test_scripts_reload_after_script_flush(store: RedisStore) -> None:
     rt = make_refresh(now)
     await store.put_refresh(rt)
     await store.client.script_flush()  # what a Redis restart does to the script cache
-    assert await store.rotate_refresh(rt.family_id, rt.token_hash, successor_of(rt, now), None) == Rotated(
-        record=rt
-    )
+    assert await store.rotate_refresh(rt.family_id, rt.token_hash, successor_of(rt, now), None) == Rotated(record=rt)
 
 
 # -------------------------------------------------------------------- outages

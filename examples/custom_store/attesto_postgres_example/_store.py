@@ -191,13 +191,9 @@ def parse_postgres_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), schema
 
 
-def _refresh(
-    record: str, rotated_at: float | None, successor: str | None, sealed: bytes | None
-) -> RefreshRecord:
+def _refresh(record: str, rotated_at: float | None, successor: str | None, sealed: bytes | None) -> RefreshRecord:
     base = msgspec.json.decode(record, type=RefreshRecord)
-    return msgspec.structs.replace(
-        base, rotated_at=rotated_at, successor_hash=successor, sealed_successor=sealed
-    )
+    return msgspec.structs.replace(base, rotated_at=rotated_at, successor_hash=successor, sealed_successor=sealed)
 
 
 def _json(record: msgspec.Struct) -> str:

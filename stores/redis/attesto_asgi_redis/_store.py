@@ -274,9 +274,7 @@ class RedisStore:
 
     async def access_token_revoked(self, jti: str) -> bool:
         tag = _jti_tag(self.prefix, jti)
-        revoked, family = await self._call(
-            lambda: self.client.mget([tag + ":revoked", tag + ":fam"]), idempotent=True
-        )
+        revoked, family = await self._call(lambda: self.client.mget([tag + ":revoked", tag + ":fam"]), idempotent=True)
         if revoked is not None:
             return True
         if family is None:

@@ -179,17 +179,14 @@ RETURNING 1"""
 
 # Purges: bounded batches, each its own short write, so requests interleave.
 _PURGES: Final[tuple[str, ...]] = (
-    "DELETE FROM codes WHERE code_hash IN "
-    "(SELECT code_hash FROM codes WHERE keep_until <= :now LIMIT :n)",
+    "DELETE FROM codes WHERE code_hash IN (SELECT code_hash FROM codes WHERE keep_until <= :now LIMIT :n)",
     # A redeemed code's tombstone needs only its family and client: drop the record.
     "UPDATE codes SET record = NULL WHERE code_hash IN "
     "(SELECT code_hash FROM codes WHERE redeemed = 1 AND uses > 0 AND record IS NOT NULL LIMIT :n)",
     "DELETE FROM refresh WHERE (family_id, token_hash) IN "
     "(SELECT family_id, token_hash FROM refresh WHERE expires_at <= :now LIMIT :n)",
-    "DELETE FROM families WHERE family_id IN "
-    "(SELECT family_id FROM families WHERE revoked_until <= :now LIMIT :n)",
-    "DELETE FROM access_tokens WHERE jti IN "
-    "(SELECT jti FROM access_tokens WHERE expires_at <= :now LIMIT :n)",
+    "DELETE FROM families WHERE family_id IN (SELECT family_id FROM families WHERE revoked_until <= :now LIMIT :n)",
+    "DELETE FROM access_tokens WHERE jti IN (SELECT jti FROM access_tokens WHERE expires_at <= :now LIMIT :n)",
     "DELETE FROM revoked_access_tokens WHERE jti IN "
     "(SELECT jti FROM revoked_access_tokens WHERE revoked_until <= :now LIMIT :n)",
     "DELETE FROM claims WHERE key IN (SELECT key FROM claims WHERE until <= :now LIMIT :n)",
@@ -491,9 +488,7 @@ class SQLiteStore:
     # ------------------------------------------------------------- families
     async def revoke_family(self, family_id: str, until: float) -> bool:
         nonce = secrets.token_hex(8)
-        rows = await self._fetch(
-            _REVOKE_FAMILY, {"f": family_id, "until": until, "nonce": nonce, "now": self._clock()}
-        )
+        rows = await self._fetch(_REVOKE_FAMILY, {"f": family_id, "until": until, "nonce": nonce, "now": self._clock()})
         return bool(rows) and rows[0][0] == nonce
 
     async def family_revoked(self, family_id: str) -> bool:
