@@ -15,10 +15,27 @@ from pathlib import Path
 import pytest
 
 
-def free_port() -> int:
+def _is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(*, cluster: bool = False) -> int:
+    """A free loopback port; for a cluster node also its bus port (+10000), so at most 55535."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not cluster:
+            return port
+        port = 20000 + port % 35000  # into 20000..54999
+        if _is_free(port) and _is_free(port + 10000):
+            return port
+    raise RuntimeError("no free loopback port")
 
 
 def _pong(port: int) -> bool:
@@ -35,7 +52,7 @@ class RedisServer:
 
     def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
-        self.port = port or free_port()
+        self.port = port or free_port(cluster="--cluster-enabled" in extra)
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 

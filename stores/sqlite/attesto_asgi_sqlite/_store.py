@@ -325,6 +325,10 @@ class SQLiteStore:
 
     # ------------------------------------------------------------- connections
     async def _connect(self) -> Conn:
+        if not self.options.in_memory:
+            # Fail here, not inside aiosqlite: a failed aiosqlite connect leaves its worker
+            # thread to report to the event loop later, after the caller may have closed it.
+            await asyncio.to_thread(_probe, self.options.path)
         conn = await aiosqlite.connect(self.options.path, isolation_level=None)
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
@@ -606,6 +610,11 @@ class SQLiteStore:
             with contextlib.suppress(Exception):
                 await conn.close()
         self._ready = False
+
+
+def _probe(path: str) -> None:
+    """Open and close the database file (raises ``sqlite3.Error`` when it cannot be opened)."""
+    sqlite3.connect(path).close()
 
 
 def _changes(sql: str, params: Mapping[str, Any]) -> Callable[[Conn], Awaitable[int]]:
