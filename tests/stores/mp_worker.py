@@ -2,7 +2,8 @@
 connection (opened from a URL like a real deployment), the real middleware.
 
 Protocol on stdio: prints ``ready`` once connected, waits for one line on stdin (the start
-signal every worker gets at once), sends its requests, prints one JSON line per response.
+signal every worker gets at once), sends its requests, prints one JSON line per response,
+then one with the names of the events it emitted.
 
     python -m tests.stores.mp_worker STORE_URL KEYS_FILE JSON_REQUESTS
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from attesto_asgi import AttestoMiddleware, Client, Config, KeySet
+from attesto_asgi import AttestoMiddleware, Client, Config, Event, Hooks, KeySet
 from tests.helpers import ISSUER, not_found_app
 
 SPA_REDIRECT = "http://localhost:3000/cb"
@@ -34,8 +35,19 @@ def clients() -> tuple[Client, ...]:
     )
 
 
+class Recording(Hooks):
+    """Default policy; keeps the names of the events this process emitted."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    async def on_event(self, event: Event) -> None:
+        self.names.append(event.name)
+
+
 async def run(store_url: str, keys_file: str, requests: list[dict[str, str]]) -> None:
-    config = Config(issuer=ISSUER, keys=KeySet.load(keys_file), store=store_url, clients=clients())
+    hooks = Recording()
+    config = Config(issuer=ISSUER, keys=KeySet.load(keys_file), store=store_url, clients=clients(), hooks=hooks)
     app = AttestoMiddleware(not_found_app, config)
     transport = httpx.ASGITransport(app=app)
     try:
@@ -47,6 +59,7 @@ async def run(store_url: str, keys_file: str, requests: list[dict[str, str]]) ->
             for r in responses:
                 body: Any = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
                 print(json.dumps({"status": r.status_code, "body": body}), flush=True)
+            print(json.dumps({"events": hooks.names}), flush=True)
     finally:
         await config.backend.aclose()
 
