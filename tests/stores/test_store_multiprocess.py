@@ -122,6 +122,25 @@ async def refresh_rows(store_url: str, family_id: str) -> int:
         await store.aclose()
 
 
+async def raw_dump(store_url: str) -> bytes:
+    """Everything the backend holds: the SQLite file and its WAL, or every key and value."""
+    if store_url.startswith("sqlite:"):
+        path = Path(store_url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    store = RedisStore(store_url)
+    try:
+        out = []
+        async for key in store.client.scan_iter(match=f"*{store.prefix}*"):
+            out.append(key)
+            if await store.client.type(key) == b"hash":
+                out += [k + b"=" + v for k, v in (await store.client.hgetall(key)).items()]
+            else:
+                out.append(await store.client.get(key) or b"")
+        return b"\n".join(out)
+    finally:
+        await store.aclose()
+
+
 async def new_code(config: Config) -> tuple[str, str]:
     verifier, challenge = pkce_pair()
     code = await issue_code(
@@ -197,8 +216,17 @@ async def test_four_processes_race_a_code_and_a_refresh_token(store_url: str, ke
         assert outcome.events["refresh_rotated"] <= 1, outcome.events
         assert await store.family_revoked(family_id) is True
         assert await refresh_rows(store_url, family_id) == 2
+        secrets = [code, refresh, refresh.split(".")[1]]
         if body is not None:
             assert body["refresh_token"].split(".")[0] == family_id
             assert body["refresh_token"] != refresh
+            secrets += [body["refresh_token"], body["refresh_token"].split(".")[1]]
+
+        # 3. At rest: the family id and token hashes are there, no code or token is.
+        raw = await raw_dump(store_url)
+        assert family_id.encode() in raw
+        assert token_hash(refresh).encode() in raw
+        for secret in secrets:
+            assert secret.encode() not in raw
     finally:
         await store.aclose()
