@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="attesto-asgi demo token server (loopback only)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--store", default="memory://", help="store URL (memory://, sqlite:///attesto.db, redis://...)")
+    parser.add_argument(
+        "--store",
+        default="sqlite:///attesto-demo.db",
+        help="store URL (default: a durable SQLite file; memory://, redis://127.0.0.1:6379/0, ...)",
+    )
     parser.add_argument("--keys", default="attesto-demo-keys.json", help="private JWKS file (created if missing)")
     args = parser.parse_args(argv)
     if not is_loopback_host(args.host):

@@ -121,12 +121,15 @@ class MemoryStore:
         now = self._clock()
         record = self._codes.pop(code_hash, None)
         if record is not None:
+            if record.expires_at <= now:
+                # Expired unused: it issued nothing, so it leaves no reuse report.
+                return None
             self._tombstones[code_hash] = (
                 CodeReused(family_id=record.family_id, client_id=record.client_id),
                 record.reuse_detect_until,
             )
             self._wrote()
-            return record if record.expires_at > now else None
+            return record
         tomb = self._tombstones.get(code_hash)
         if tomb is not None and tomb[1] > now:
             return tomb[0]
@@ -160,7 +163,8 @@ class MemoryStore:
             return RefreshUnknown()
         if record.rotated_at is not None:
             nxt = self._refresh.get((family_id, record.successor_hash or ""))
-            used = nxt is None or nxt.rotated_at is not None
+            # An expired successor counts as used: it can no longer be handed out again.
+            used = nxt is None or nxt.expires_at <= now or nxt.rotated_at is not None
             return AlreadyRotated(record=record, successor_used=used)
         self._refresh[(family_id, old_hash)] = msgspec.structs.replace(
             record, rotated_at=now, successor_hash=successor.token_hash, sealed_successor=sealed

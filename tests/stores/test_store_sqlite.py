@@ -1,0 +1,291 @@
+"""The SQLite store: the conformance suite on a real file and on :memory:, plus what only
+SQLite has (URL, schema migration, WAL, purge, SQLITE_BUSY handling)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from attesto_asgi_sqlite import SCHEMA_VERSION, SQLiteOptions, SQLiteStore, parse_sqlite_url
+
+from attesto_asgi import StoreUnavailable, open_store
+from attesto_asgi.model import CodeReused, Rotated
+from attesto_asgi.store import Store
+from attesto_asgi.testing import StoreContract, StoreFactory
+from attesto_asgi.testing.store_contract import ContractClock, make_code, make_refresh, successor_of
+
+
+def _store(path: Path | str, clock: Callable[[], float] | None = None, **opts: object) -> SQLiteStore:
+    options = SQLiteOptions(path=str(path), **opts)  # type: ignore[arg-type]
+    return SQLiteStore(options, clock=clock) if clock is not None else SQLiteStore(options)
+
+
+class TestSQLiteFile(StoreContract):
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path) -> StoreFactory:
+        path = tmp_path / "attesto.db"
+        return lambda clock: _store(path, clock)
+
+    async def dump_raw(self, store: Store) -> bytes:
+        assert isinstance(store, SQLiteStore)
+        # The file itself, its write-ahead log and index: everything SQLite wrote to disk.
+        files = [Path(store.path + suffix) for suffix in ("", "-wal", "-shm")]
+        return b"".join(f.read_bytes() for f in files if f.exists())
+
+
+class TestSQLiteMemory(StoreContract):
+    durable = False
+
+    @pytest.fixture
+    def store_factory(self) -> StoreFactory:
+        # A :memory: database lives in its one connection: every peer is the same store.
+        made: list[SQLiteStore] = []
+
+        def factory(clock: Callable[[], float]) -> Store:
+            if not made:
+                made.append(_store(":memory:", clock))
+            return made[0]
+
+        return factory
+
+    async def dump_raw(self, store: Store) -> bytes:
+        assert isinstance(store, SQLiteStore)
+        return await store.dump()
+
+
+# -------------------------------------------------------------------- URL
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///attesto.db", "attesto.db"),
+        ("sqlite:///data/attesto.db", "data/attesto.db"),
+        ("sqlite:////var/lib/attesto.db", "/var/lib/attesto.db"),
+        ("sqlite:///:memory:", ":memory:"),
+    ],
+)
+def test_url_paths(url: str, path: str) -> None:
+    assert parse_sqlite_url(url).path == path
+
+
+def test_url_options() -> None:
+    opts = parse_sqlite_url("sqlite:///a.db?busy_timeout=50&retries=1&synchronous=normal&pool=2&purge_interval=5")
+    assert opts == SQLiteOptions(
+        path="a.db", busy_timeout_ms=50, retries=1, synchronous="NORMAL", pool=2, purge_interval=5.0
+    )
+    assert parse_sqlite_url("sqlite:///a.db").synchronous == "FULL"  # durable by default
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://host/a.db",
+        "sqlite://",
+        "sqlite:///a.db?nope=1",
+        "sqlite:///a.db?synchronous=off",
+        "sqlite:///a.db?pool=0",
+        "redis:///a.db",
+    ],
+)
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        parse_sqlite_url(url)
+
+
+async def test_open_store_finds_the_sqlite_backend(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/x.db")
+    try:
+        assert isinstance(store, SQLiteStore)
+        assert store.path == f"{tmp_path}/x.db"
+        assert await store.claim_once("k", 60) is True
+    finally:
+        await store.aclose()
+    assert (tmp_path / "x.db").exists()
+
+
+# -------------------------------------------------------------------- schema
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None, timeout=5)
+
+
+async def test_schema_is_created_once_by_concurrent_first_openers(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    stores = [_store(path) for _ in range(4)]
+    try:
+        # Four stores open a fresh file at the same moment; one migrates, all work.
+        results = await asyncio.gather(*(s.claim_once(f"k{i}", 60) for i, s in enumerate(stores)))
+        assert results == [True] * 4
+    finally:
+        for s in stores:
+            await s.aclose()
+    with _raw(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"codes", "refresh", "families", "access_tokens", "claims"} <= tables
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with _raw(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    store = _store(path)
+    try:
+        with pytest.raises(RuntimeError, match="newer"):
+            await store.claim_once("k", 60)
+    finally:
+        await store.aclose()
+
+
+async def test_unopenable_database_is_store_unavailable(tmp_path: Path) -> None:
+    store = _store(tmp_path / "no" / "such" / "dir" / "x.db")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.claim_once("k", 60)
+    finally:
+        await store.aclose()
+
+
+# -------------------------------------------------------------------- busy database
+
+
+async def test_busy_database_is_store_unavailable_and_nothing_applies(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    clock = ContractClock(controllable=True)
+    store = _store(path, clock, busy_timeout_ms=30, retries=2)
+    try:
+        old = make_refresh(clock())
+        await store.put_refresh(old)
+        succ = successor_of(old, clock())
+        blocker = _raw(path)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.rotate_refresh(old.family_id, old.token_hash, succ, None)
+            with pytest.raises(StoreUnavailable):
+                await store.claim_once("jti-1", 60)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        # Neither attempt applied: the token rotates now, and the jti is still unclaimed.
+        assert await store.rotate_refresh(old.family_id, old.token_hash, succ, None) == Rotated(record=old)
+        assert await store.claim_once("jti-1", 60) is True
+    finally:
+        await store.aclose()
+
+
+async def test_short_busy_spell_is_retried_not_failed(tmp_path: Path) -> None:
+    path = tmp_path / "spell.db"
+    store = _store(path, busy_timeout_ms=20, retries=5)
+    try:
+        await store.claim_once("warm-up", 60)
+        blocker = _raw(path)
+        blocker.execute("BEGIN IMMEDIATE")
+        loop = asyncio.get_running_loop()
+
+        def release() -> None:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+        loop.call_later(0.04, release)
+        # The lock outlives one busy_timeout but not the bounded retries.
+        assert await store.claim_once("jti-2", 60) is True
+    finally:
+        await store.aclose()
+
+
+async def test_cancelled_rotation_leaves_no_open_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "cancel.db"
+    clock = ContractClock(controllable=True)
+    store = _store(path, clock, pool=1)
+    try:
+        rt = make_refresh(clock())
+        await store.put_refresh(rt)
+        for _ in range(5):
+            task = asyncio.ensure_future(
+                store.rotate_refresh(rt.family_id, rt.token_hash, successor_of(rt, clock()), None)
+            )
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The (only) connection came back clean: another process can take the write lock.
+            assert await store.claim_once("after-cancel", 0.001) in (True, False)
+            other = _raw(path)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+            finally:
+                other.close()
+    finally:
+        await store.aclose()
+
+
+# -------------------------------------------------------------------- purge
+
+
+def _count(path: Path, table: str) -> int:
+    with _raw(path) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_purge_drops_expired_rows_only(tmp_path: Path) -> None:
+    path = tmp_path / "purge.db"
+    clock = ContractClock(controllable=True)
+    store = _store(path, clock)
+    try:
+        fam = "fam-1"
+        short_code = make_code(clock(), ttl=10, reuse_margin=0)
+        taken = make_code(clock(), ttl=10, reuse_margin=100)
+        await store.put_code(short_code)
+        await store.put_code(taken)
+        await store.take_code(taken.code_hash)
+        await store.put_refresh(make_refresh(clock(), family_id=fam, ttl=10))
+        live = make_refresh(clock(), family_id=fam, ttl=1000)
+        await store.put_refresh(live)
+        await store.revoke_family("fam-2", clock() + 10)
+        await store.record_access_token("jti-a", fam, clock() + 10)
+        await store.revoke_access_token("jti-b", clock() + 10)
+        await store.claim_once("claim", 10)
+        await clock.advance(11)
+        removed = await store.purge()
+        # short code, expired refresh, family marker, jti, revoked jti, claim; the taken code's
+        # record is dropped from its tombstone.
+        assert removed == 7
+        assert _count(path, "codes") == 1
+        assert _count(path, "refresh") == 1
+        for table in ("families", "access_tokens", "revoked_access_tokens", "claims"):
+            assert _count(path, table) == 0
+        with _raw(path) as db:
+            assert db.execute("SELECT record FROM codes").fetchone() == (None,)
+        # The tombstone still reports reuse; the live token is untouched.
+        assert await store.take_code(taken.code_hash) == CodeReused(
+            family_id=taken.family_id, client_id=taken.client_id
+        )
+        assert await store.get_refresh(fam, live.token_hash) == live
+        assert await store.purge() == 0
+    finally:
+        await store.aclose()
+
+
+async def test_purge_runs_in_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "bg.db"
+    store = _store(path, purge_interval=0.05)
+    try:
+        for i in range(600):  # more than one purge batch
+            await store.claim_once(f"k{i}", 0.01)
+        assert _count(path, "claims") > 0
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if _count(path, "claims") == 0:
+                break
+        assert _count(path, "claims") == 0
+    finally:
+        await store.aclose()
