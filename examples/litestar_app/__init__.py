@@ -1,0 +1,5 @@
+"""The example Litestar service (see app.py)."""
+
+from .app import create_app
+
+__all__ = ["create_app"]
