@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
 
-from attesto_asgi import OAuthError, verify_access_token
+from attesto_asgi import InvalidToken, verify_access_token
 
 __all__ = ["create_app"]
 
@@ -55,9 +55,10 @@ def create_app(*, issuer: str, audience: str, jwks: Mapping[str, Any] | None = N
             # RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
             raise HTTPException(401, "missing bearer token", headers=_challenge())
         try:
-            return dict(await verify_access_token(keys["jwks"], token.strip(), audience=audience, issuer=issuer))
-        except OAuthError:
+            verified = await verify_access_token(keys["jwks"], token.strip(), audience=audience, issuer=issuer)
+        except InvalidToken:
             raise HTTPException(401, "invalid token", headers=_challenge("invalid_token")) from None
+        return dict(verified.claims)
 
     def require_scope(needed: str) -> Callable[..., Coroutine[Any, Any, Claims]]:
         async def check(claims: Annotated[Claims, Depends(token_claims)]) -> Claims:

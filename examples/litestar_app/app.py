@@ -19,7 +19,7 @@ from typing import Any
 from litestar import Litestar, Request, get
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from attesto_asgi import AttestoMiddleware, Client, Config, KeySet, OAuthError, verify_access_token
+from attesto_asgi import AttestoMiddleware, Client, Config, InvalidToken, KeySet, verify_access_token
 
 __all__ = ["create_app"]
 
@@ -45,11 +45,12 @@ def create_app(
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="litestar"'})
         try:
-            claims = dict(await verify_access_token(config, token.strip(), audience=issuer))
-        except OAuthError:
+            verified = await verify_access_token(config, token.strip(), audience=issuer, store=config.backend)
+        except InvalidToken:
             raise NotAuthorizedException(
                 "invalid token", headers={"WWW-Authenticate": 'Bearer realm="litestar", error="invalid_token"'}
             ) from None
+        claims = dict(verified.claims)
         if needed_scope not in str(claims.get("scope", "")).split():
             # RFC 6750 §3.1 insufficient_scope: 403 with the scope needed.
             raise PermissionDeniedException(

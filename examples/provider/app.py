@@ -37,6 +37,7 @@ from attesto_asgi import (
     Client,
     Config,
     Hooks,
+    InvalidToken,
     OAuthError,
     StoreUnavailable,
     issue_code,
@@ -253,7 +254,7 @@ class Provider:
                 auth_time=int(auth["auth_time"]),
                 amr=tuple(auth.get("amr", ("pwd",))),
                 claims=req.claims,
-                resource=req.resource or None,
+                resource=req.resource,
                 sid=auth["sid"],
             )
         except OAuthError as exc:
@@ -353,10 +354,16 @@ class Provider:
             # RFC 6750 §3.1: no credentials: no error code in the challenge.
             return bearer_error(401, None)
         try:
-            claims = await verify_access_token(self.config, token.strip(), audience=self.issuer)
-        except OAuthError as exc:
-            log.info("userinfo: token rejected: %s", exc.detail)
+            # RFC 9068 §4 checks, and the store's word on revocation (RFC 7009).
+            verified = await verify_access_token(
+                self.config, token.strip(), audience=self.issuer, store=self.config.backend
+            )
+        except InvalidToken as exc:
+            log.info("userinfo: token rejected: %s", exc.reason)
             return bearer_error(401, "invalid_token")
+        except StoreUnavailable:
+            return Response(status_code=503, headers={"retry-after": "5", "cache-control": "no-store"})
+        claims = verified.claims
         scope = tuple(str(claims.get("scope", "")).split())
         if "openid" not in scope:
             return bearer_error(403, "insufficient_scope", scope="openid")
