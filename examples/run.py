@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("examples.relying_party", f"{rp_url}/"),
             ("examples.fastapi_api", f"{api_url}/docs"),
         ):
-            proc = subprocess.Popen([sys.executable, "-m", module], env=env)  # noqa: S603
+            proc = subprocess.Popen([sys.executable, "-m", module], env=env)
             procs.append(proc)
             wait_until_up(url, proc)
         print(

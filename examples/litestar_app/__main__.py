@@ -31,7 +31,9 @@ def main() -> None:
         f"get a token:  curl -s -u inventory-sync:{secret} -d grant_type=client_credentials {issuer}/oauth/token",
         flush=True,
     )
-    uvicorn.run(create_app(issuer=issuer, clients=(client,)), host="127.0.0.1", port=port, log_level="warning", ws="none")
+    uvicorn.run(
+        create_app(issuer=issuer, clients=(client,)), host="127.0.0.1", port=port, log_level="warning", ws="none"
+    )
 
 
 if __name__ == "__main__":

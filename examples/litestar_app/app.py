@@ -43,7 +43,9 @@ def create_app(
     async def claims_of(request: Request[Any, Any, Any], needed_scope: str) -> dict[str, Any]:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise NotAuthorizedException("missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="litestar"'})
+            raise NotAuthorizedException(
+                "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="litestar"'}
+            )
         try:
             verified = await verify_access_token(config, token.strip(), audience=issuer, store=config.backend)
         except InvalidToken:
@@ -55,7 +57,9 @@ def create_app(
             # RFC 6750 §3.1 insufficient_scope: 403 with the scope needed.
             raise PermissionDeniedException(
                 "insufficient scope",
-                headers={"WWW-Authenticate": f'Bearer realm="litestar", error="insufficient_scope", scope="{needed_scope}"'},
+                headers={
+                    "WWW-Authenticate": f'Bearer realm="litestar", error="insufficient_scope", scope="{needed_scope}"'
+                },
             )
         return claims
 

@@ -44,7 +44,7 @@ from attesto_asgi import (
     verify_access_token,
 )
 
-from .authorize import AuthorizationError, AuthorizationRequest, authorization_response, validate
+from .authorize import AuthorizationError, AuthorizationRequest, authorization_response, validate, with_query
 from .settings import HERE, ProviderSettings
 from .users import User, UserDirectory
 
@@ -397,7 +397,7 @@ class Provider:
         request.session.clear()
         if target is None:
             return self.page(request, "logged_out.html", signed_in=None)
-        return self.redirect_to_client(target, state=params.get("state"))
+        return RedirectResponse(with_query(target, state=params.get("state")), status_code=303)
 
     def id_token_hint(self, value: str | None) -> dict[str, Any] | None:
         """A hint we issued (signature, issuer). Expiry does not matter for a hint (§2)."""
@@ -470,4 +470,3 @@ def create_app(settings: ProviderSettings) -> AttestoMiddleware:
         lifespan=lifespan,
     )
     return AttestoMiddleware(site, config=provider.config)
-

@@ -18,7 +18,7 @@ import msgspec
 
 from attesto_asgi import Client, Config, OAuthError
 
-__all__ = ["AuthorizationError", "AuthorizationRequest", "authorization_response", "validate"]
+__all__ = ["AuthorizationError", "AuthorizationRequest", "authorization_response", "validate", "with_query"]
 
 # RFC 7636 §4.2: S256 challenge = BASE64URL(SHA256(verifier)): exactly 43 characters.
 _S256_CHALLENGE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -62,11 +62,16 @@ class AuthorizationRequest(msgspec.Struct, frozen=True, kw_only=True):
     login_hint: str | None = None
 
 
+def with_query(uri: str, **params: str | None) -> str:
+    """RFC 6749 §3.1.2: the registered URI's own query component is retained."""
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return f"{uri}{'&' if urlsplit(uri).query else '?'}{query}"
+
+
 def authorization_response(redirect_uri: str, issuer: str, **params: str | None) -> str:
-    """The redirect back to the client: RFC 6749 §3.1.2 keeps the URI's own query;
-    RFC 9207 §2 adds ``iss`` to every response, success or error."""
-    query = urlencode({k: v for k, v in params.items() if v is not None} | {"iss": issuer})
-    return f"{redirect_uri}{'&' if urlsplit(redirect_uri).query else '?'}{query}"
+    """The redirect back to the client; RFC 9207 §2 adds ``iss`` to every response,
+    success or error."""
+    return with_query(redirect_uri, **params, iss=issuer)
 
 
 def _single(params: dict[str, list[str]], name: str) -> str | None:
