@@ -57,6 +57,7 @@ class SignedIn:
     """What the RP keeps for one signed-in browser."""
 
     token: dict[str, Any]
+    id_token: str  # as validated at sign-in; the logout hint (a refresh may not return one)
     id_claims: dict[str, Any]
     userinfo: dict[str, Any]
     refreshed_at: float | None = None
@@ -134,11 +135,15 @@ class RelyingParty:
             log.warning("token exchange failed: %s", exc.error)
             return self.page(request, "error.html", 400, title="Sign-in failed", message=str(exc.error))
         claims = dict(token.pop("userinfo", {}) or {})
+        if "id_token" not in token or not claims:  # we asked for openid: no ID token, no sign-in
+            return self.page(request, "error.html", 400, title="Sign-in failed", message="No ID token.")
         userinfo = dict(await self.client.userinfo(token=token))
         if userinfo.get("sub") != claims.get("sub"):  # OIDC Core §5.3.2: the sub MUST match
             return self.page(request, "error.html", 400, title="Sign-in failed", message="UserInfo sub mismatch.")
         sid = secrets.token_urlsafe(24)
-        self.sessions[sid] = SignedIn(token=dict(token), id_claims=claims, userinfo=userinfo)
+        self.sessions[sid] = SignedIn(
+            token=dict(token), id_token=token["id_token"], id_claims=claims, userinfo=userinfo
+        )
         request.session.clear()
         request.session["sid"] = sid
         return RedirectResponse("/", status_code=303)
@@ -157,6 +162,8 @@ class RelyingParty:
             # invalid_grant: the family was revoked (or the token reused): sign in again.
             self.sessions.pop(request.session.pop("sid", ""), None)
             return self.page(request, "error.html", 400, title="Session ended", message=str(exc.error))
+        # OIDC Core §12.2: a refresh response may carry a new ID token; this app keeps showing
+        # (and uses as its logout hint) the one validated at sign-in.
         current.token = dict(token)
         current.userinfo = dict(await self.client.userinfo(token=token))
         current.refreshed_at = time.time()
@@ -176,7 +183,7 @@ class RelyingParty:
         response: Response = await self.client.logout_redirect(
             request,
             post_logout_redirect_uri=f"{self.base_url}/logged-out",
-            id_token_hint=current.token.get("id_token"),
+            id_token_hint=current.id_token,
         )
         return response
 
