@@ -10,8 +10,8 @@ deployment that shares the provider's store can pass the provider's ``Config`` i
 have revoked tokens refused at once.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": FastAPI reads the dependency annotations of the
+# routes defined inside create_app at runtime.
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Annotated, Any

@@ -16,9 +16,8 @@ from tests.examples.support import KEYS, Deployment, bind_loopback, provider_sto
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    provider_sock, rp_sock = bind_loopback(), bind_loopback()
-    provider_url, rp_url = url_of(provider_sock), url_of(rp_sock)
-    api_url = "http://127.0.0.1:9"  # an identifier only: no API is served by this fixture
+    provider_sock, rp_sock, api_sock = bind_loopback(), bind_loopback(), bind_loopback()
+    provider_url, rp_url, api_url = url_of(provider_sock), url_of(rp_sock), url_of(api_sock)
     rp_secret, api_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     clients = demo_clients(rp_url=rp_url, rp_secret=rp_secret, api_url=api_url, api_secret=api_secret)
     provider_settings = ProviderSettings(
@@ -29,6 +28,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         yield Deployment(
             provider_sock=provider_sock,
             rp_sock=rp_sock,
+            api_sock=api_sock,
             provider_url=provider_url,
             rp_url=rp_url,
             api_url=api_url,
@@ -38,5 +38,5 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
             rp_settings=rp_settings,
         )
     finally:
-        provider_sock.close()
-        rp_sock.close()
+        for sock in (provider_sock, rp_sock, api_sock):
+            sock.close()

@@ -3,9 +3,12 @@ and relying party wired to each other, and an HTML form reader for flows driven 
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import html.parser
 import os
+import secrets
 import socket
 import threading
 import time
@@ -13,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import uvicorn
 
 from attesto_asgi import Client, KeySet
@@ -70,10 +75,11 @@ def provider_store(tmp_path: Path) -> str:
 
 @dataclass
 class Deployment:
-    """Provider + relying party (+ API identifier) wired to each other, not yet served."""
+    """Provider, relying party and reports API wired to each other, not yet served."""
 
     provider_sock: socket.socket
     rp_sock: socket.socket
+    api_sock: socket.socket
     provider_url: str
     rp_url: str
     api_url: str
@@ -118,3 +124,32 @@ def form_fields(page: str, action: str) -> dict[str, str]:
             fields: dict[str, str] = form["fields"]
             return fields
     raise AssertionError(f"no form posting to {action!r} on the page")
+
+
+def pkce() -> tuple[str, str]:
+    """A code verifier and its S256 challenge (RFC 7636 §4.1-§4.2)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def query_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def provider_sign_in(http: httpx.Client, provider_url: str, params: dict[str, str]) -> dict[str, str]:
+    """Authorize -> log in as Alice -> allow, over real HTTP without following the final
+    redirect; returns the query of the redirect back to the client."""
+    r = http.get(f"{provider_url}/authorize", params=params)
+    assert r.status_code == 303, r.text
+    location = r.headers["location"]
+    if location.startswith("/login"):
+        page = http.get(provider_url + location)
+        fields = form_fields(page.text, "/login") | {"username": ALICE[0], "password": ALICE[1]}
+        location = http.post(f"{provider_url}/login", data=fields).headers["location"]
+    if location.startswith("/consent"):
+        page = http.get(provider_url + location)
+        fields = form_fields(page.text, "/consent") | {"decision": "allow"}
+        location = http.post(f"{provider_url}/consent", data=fields).headers["location"]
+    assert location.startswith(params["redirect_uri"]), location
+    return query_of(location)
