@@ -24,5 +24,5 @@ def test_ruff_format_is_clean() -> None:
 
 
 def test_mypy_strict_is_clean() -> None:
-    r = run("mypy", "--strict", "attesto_asgi")
+    r = run("mypy", "--strict", "attesto_asgi", "examples")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -57,15 +57,12 @@ class ProviderSettings:
         api_url = os.environ.get("DEMO_API_URL", "http://127.0.0.1:8002").rstrip("/")
         rp_secret = os.environ.get("DEMO_RP_SECRET") or _made_up("DEMO_RP_SECRET")
         api_secret = os.environ.get("DEMO_API_CLIENT_SECRET") or _made_up("DEMO_API_CLIENT_SECRET")
-        extra = {}
-        if os.environ.get("PROVIDER_SESSION_SECRET"):
-            extra["session_secret"] = os.environ["PROVIDER_SESSION_SECRET"]
         return cls(
             issuer=f"http://127.0.0.1:{port}",
             store=store,
             keys=load_or_create_keys(data_dir / "provider-keys.json"),
             clients=demo_clients(rp_url=rp_url, rp_secret=rp_secret, api_url=api_url, api_secret=api_secret),
-            **extra,
+            session_secret=os.environ.get("PROVIDER_SESSION_SECRET") or secrets.token_urlsafe(32),
         )
 
 
