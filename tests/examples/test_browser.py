@@ -16,8 +16,7 @@ from playwright.sync_api import Page, sync_playwright
 from examples.provider import create_app as create_provider
 from examples.relying_party import create_app as create_rp
 from tests.examples.browser import chromium_or_fail
-from tests.examples.conftest import Deployment
-from tests.examples.support import ALICE, ALICE_SUB, ARTIFACTS, serve
+from tests.examples.support import ALICE, ALICE_SUB, ARTIFACTS, Deployment, serve
 
 TIMEOUT_MS = 20_000
 

@@ -14,8 +14,7 @@ import pytest
 
 from examples.fastapi_api import create_app as create_api
 from examples.provider import create_app as create_provider
-from tests.examples.conftest import Deployment
-from tests.examples.support import ALICE_SUB, pkce, provider_sign_in, serve
+from tests.examples.support import ALICE_SUB, Deployment, pkce, provider_sign_in, serve
 
 
 @pytest.fixture
