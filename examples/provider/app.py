@@ -11,8 +11,10 @@ the signed-in user, CSRF token, pending authorization requests and remembered co
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -55,6 +57,7 @@ log = logging.getLogger("examples.provider")
 SESSION_COOKIE: Final = "op_session"  # distinct from the RP's: cookies ignore the port
 PENDING_TTL: Final = 600  # seconds an authorization request may wait for login and consent
 MAX_PENDING: Final = 4  # the session is a cookie: keep it small
+MAX_SESSION_BYTES: Final = 3500  # the encoded session, leaving room for the signature and attributes
 SCOPE_TEXT: Final = {
     "openid": "Sign you in with your account",
     "profile": "See your name and username",
@@ -198,17 +201,16 @@ class Provider:
         consented = auth is not None and self.consent_remembered(request, req)
         if "none" in req.prompt:
             # OIDC Core §3.1.2.6: with prompt=none the provider MUST NOT show any page.
-            if needs_login:
+            if auth is None or needs_login:
                 return self.redirect_to_client(req.redirect_uri, error="login_required", state=req.state)
-            if not consented or "consent" in req.prompt:
+            if not consented:
                 return self.redirect_to_client(req.redirect_uri, error="consent_required", state=req.state)
-            return await self.finish(req, auth)  # type: ignore[arg-type]
+            return await self.finish(req, auth)
+        if auth is not None and not needs_login and consented and "consent" not in req.prompt:
+            return await self.finish(req, auth)
         pending_id = self.save_pending(request, req)
         if needs_login:
             return RedirectResponse(f"/login?authz={pending_id}", status_code=303)
-        if consented and "consent" not in req.prompt:
-            request.session["pending"].pop(pending_id, None)
-            return await self.finish(req, auth)  # type: ignore[arg-type]
         return RedirectResponse(f"/consent?authz={pending_id}", status_code=303)
 
     def save_pending(self, request: Request, req: AuthorizationRequest) -> str:
@@ -218,6 +220,9 @@ class Provider:
             pending.pop(min(pending, key=lambda k: pending[k]["at"]))
         pending_id = secrets.token_urlsafe(12)
         pending[pending_id] = {"at": now, "req": msgspec.to_builtins(req)}
+        # Browsers drop cookies over 4 KiB: the oldest pending requests give way first.
+        while len(pending) > 1 and _cookie_bytes({**request.session, "pending": pending}) > MAX_SESSION_BYTES:
+            pending.pop(min(pending, key=lambda k: pending[k]["at"]))
         request.session["pending"] = pending
         return pending_id
 
@@ -414,6 +419,11 @@ class Provider:
 
     async def home(self, request: Request) -> Response:
         return self.page(request, "home.html")
+
+
+def _cookie_bytes(session: dict[str, Any]) -> int:
+    """The size of the session as SessionMiddleware encodes it (base64 of JSON)."""
+    return len(base64.b64encode(json.dumps(session).encode("utf-8")))
 
 
 def csrf_token(request: Request) -> str:

@@ -25,7 +25,7 @@ _S256_CHALLENGE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE: Final = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*")
 _PROMPTS: Final = frozenset({"none", "login", "consent", "select_account"})
-_MAX_PARAM: Final = 1024  # generous bound on state, nonce and hints
+_MAX_PARAM: Final = 512  # bound on state, nonce and hints (they travel in the session cookie)
 _MULTI_VALUED: Final = frozenset({"resource"})  # RFC 8707 §2
 
 

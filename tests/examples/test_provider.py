@@ -36,13 +36,15 @@ def pkce() -> tuple[str, str]:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> AttestoMiddleware:
+async def app(tmp_path: Path) -> AsyncIterator[AttestoMiddleware]:
     clients = (
         *demo_clients(rp_url=RP, rp_secret=RP_SECRET, api_url=API, api_secret="api-secret-" + "y" * 40),
         public_client("narrow", NARROW_CALLBACK, scope=("openid", "profile")),
         public_client("no-openid", NARROW_CALLBACK, scope=("profile",)),
     )
-    return create_app(ProviderSettings(issuer=ISSUER, store=provider_store(tmp_path), clients=clients, keys=KEYS))
+    app = create_app(ProviderSettings(issuer=ISSUER, store=provider_store(tmp_path), clients=clients, keys=KEYS))
+    yield app
+    await app.config.backend.aclose()  # what the app's lifespan does under a server
 
 
 @pytest.fixture
@@ -468,3 +470,18 @@ def test_settings_from_env_default_to_sqlite_in_the_data_dir(
     assert "DEMO_RP_SECRET not set" in capsys.readouterr().out
     monkeypatch.setenv("ATTESTO_STORE", "redis://127.0.0.1:6379/0")
     assert ProviderSettings.from_env().store == "redis://127.0.0.1:6379/0"
+
+
+async def test_pending_requests_keep_the_session_cookie_small(browser: httpx.AsyncClient) -> None:
+    locations = []
+    for _ in range(8):
+        params = authorize_params(pkce()[1], state="s" * 500, nonce="n" * 500)
+        locations.append((await browser.get("/authorize", params=params)).headers["location"])
+        cookie = browser.cookies.get("op_session")
+        assert cookie is not None
+        assert len(cookie) < 4096  # browsers drop larger cookies
+    # The newest request survives and completes; the oldest gave way.
+    r = await login(browser, locations[-1])
+    assert r.headers["location"].startswith("/consent")
+    authz = locations[0].split("authz=")[1]
+    assert "Request expired" in (await browser.get(f"/consent?authz={authz}")).text
