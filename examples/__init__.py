@@ -7,5 +7,6 @@
   authlib's Starlette client.
 - ``examples.fastapi_api``: a FastAPI resource server that accepts the provider's access tokens.
 - ``examples.litestar_app``: the middleware in front of a Litestar application.
+- ``examples/custom_store``: a third-party store backend (PostgreSQL), its own distribution.
 - ``python -m examples.run``: starts provider + relying party on loopback and prints the URL.
 """

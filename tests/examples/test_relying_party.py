@@ -54,10 +54,19 @@ def test_sign_in_refresh_and_sign_out_over_http(running: tuple[Deployment, Any])
         assert session.refresh_count == 1
         assert session.token["refresh_token"] != first
         assert "Hello, Alice Liddell" in refreshed.text
+        last = session.token["refresh_token"]
         out = http.post(f"{d.rp_url}/logout", data=form_fields(refreshed.text, "/logout"), follow_redirects=True)
         assert str(out.url).startswith(f"{d.rp_url}/logged-out?state=")
         assert "You are signed out" in out.text
         assert rp_app.state.rp.sessions == {}
+        # Sign-out revoked the refresh token at the provider (RFC 7009): the family is dead.
+        r = http.post(
+            f"{d.provider_url}/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": last},
+            auth=("demo-rp", d.rp_secret),
+        )
+        assert r.status_code == 400
+        assert r.json()["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize("iss", [None, "http://127.0.0.1:9/", "evil"])

@@ -4,6 +4,7 @@ that URL works; SIGTERM stops all of them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tests.examples.support import ALICE, ALICE_SUB, ROOT, bind_loopback, form_fields
+from tests.stores.redis_server import RedisServer
 
 
 def free_ports(n: int) -> list[int]:
@@ -30,8 +32,9 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], str]]:
+@contextlib.contextmanager
+def running_demo(tmp_path: Path, store: str | None) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], str]]:
+    """``python -m examples.run`` with free ports; ``store`` None: the README default."""
     provider, rp, api = free_ports(3)
     env = os.environ | {
         "PROVIDER_PORT": str(provider),
@@ -40,10 +43,9 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]
         "DEMO_DATA_DIR": str(tmp_path / "demo-data"),
         "DEMO_API_CLIENT_SECRET": secrets.token_urlsafe(32),
     }
-    if os.environ.get("EXAMPLES_TEST_STORE"):
-        env["ATTESTO_STORE"] = os.environ["EXAMPLES_TEST_STORE"]
-    else:
-        env.pop("ATTESTO_STORE", None)  # the README default: SQLite in the data dir
+    env.pop("ATTESTO_STORE", None)
+    if store is not None:
+        env["ATTESTO_STORE"] = store
     proc = subprocess.Popen(
         [sys.executable, "-m", "examples.run"],
         cwd=ROOT,
@@ -80,10 +82,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]
             proc.stdout.close()
 
 
-def test_one_command_starts_everything_and_the_url_signs_in(
-    demo: tuple[subprocess.Popen[str], dict[str, str], str],
-) -> None:
-    proc, env, url = demo
+def sign_in_call_the_api_and_stop(proc: subprocess.Popen[str], env: dict[str, str], url: str) -> None:
     provider = f"http://127.0.0.1:{env['PROVIDER_PORT']}"
     assert url == f"http://127.0.0.1:{env['RP_PORT']}/"
     with httpx.Client(follow_redirects=True, timeout=30) as browser:
@@ -114,3 +113,29 @@ def test_one_command_starts_everything_and_the_url_signs_in(
     for port in (env["PROVIDER_PORT"], env["RP_PORT"], env["API_PORT"]):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+
+
+def test_one_command_starts_everything_and_the_url_signs_in(tmp_path: Path) -> None:
+    with running_demo(tmp_path, store=None) as (proc, env, url):
+        sign_in_call_the_api_and_stop(proc, env, url)
+    # The README default keeps the provider's state in SQLite in the data dir.
+    assert (tmp_path / "demo-data" / "provider.db").stat().st_size > 0
+
+
+def test_one_setting_moves_the_provider_to_redis(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        prefix = "examples-run"
+        with running_demo(tmp_path, store=f"redis://127.0.0.1:{redis.port}/0?prefix={prefix}") as (proc, env, url):
+            sign_in_call_the_api_and_stop(proc, env, url)
+        keys = subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(redis.port), "--scan", "--pattern", f"*{prefix}*"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert keys, "the provider stored nothing in Redis"
+        assert not (tmp_path / "demo-data" / "provider.db").exists()
+    finally:
+        redis.stop()
