@@ -25,7 +25,7 @@ from ..events import TOKEN_DENIED, Event
 from ..model import Denied, Introspected, Issued, PresentedToken, Revoked, TokenRequest
 from .discovery import metadata_documents
 from .form import BodyTooLarge, Form, parse_form, read_body
-from .types import ASGIApp, Receive, Scope, Send
+from .types import AnyASGIApp, Receive, Scope, Send
 
 __all__ = ["AttestoMiddleware"]
 
@@ -63,7 +63,7 @@ _encode = msgspec.json.encode
 class AttestoMiddleware:
     """Mount in front of any ASGI app: ``AttestoMiddleware(app, config=Config(...))``."""
 
-    def __init__(self, app: ASGIApp, config: Config) -> None:
+    def __init__(self, app: AnyASGIApp, config: Config) -> None:
         self.app = app
         self.config = config
         self.authenticator = ClientAuthenticator(config)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 from litestar import Litestar, Request, get
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
 from attesto_asgi import AttestoMiddleware, Client, Config, InvalidToken, KeySet, verify_access_token
-from attesto_asgi.asgi.types import ASGIApp
 
 __all__ = ["create_app"]
 
@@ -79,5 +78,4 @@ def create_app(
         await config.backend.aclose()
 
     app = Litestar(route_handlers=[index, inventory], lifespan=[close_store])
-    # Litestar types its ASGI scopes as TypedDicts; at runtime it is a plain ASGI callable.
-    return AttestoMiddleware(cast("ASGIApp", app), config=config)
+    return AttestoMiddleware(app, config=config)
