@@ -1,0 +1,120 @@
+"""In-process driver: the ASGI app called directly with a minimal scope/receive/send.
+
+No network and no server: tokens/s on one core, and per-call latency. ``measure`` runs one
+app for a time slice; the runner interleaves slices of the implementations it compares so
+that machine noise hits them alike.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .common import FORM_HEADERS, TOKEN_PATH, ASGIApp, Message
+
+__all__ = ["Sample", "call", "measure", "percentile"]
+
+_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.3"},
+    "http_version": "1.1",
+    "method": "POST",
+    "scheme": "https",
+    "path": TOKEN_PATH,
+    "raw_path": TOKEN_PATH.encode(),
+    "root_path": "",
+    "query_string": b"",
+    "server": ("127.0.0.1", 443),
+    "client": ("127.0.0.1", 50000),
+}
+
+
+@dataclass
+class Sample:
+    """One slice of requests: how many succeeded and failed, how long, each latency."""
+
+    ok: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    latencies_ns: list[int] = field(default_factory=list)
+    first_failure: str | None = None
+
+    def add(self, other: Sample) -> None:
+        self.ok += other.ok
+        self.failed += other.failed
+        self.seconds += other.seconds
+        self.latencies_ns.extend(other.latencies_ns)
+        self.first_failure = self.first_failure or other.first_failure
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+def percentile(values: list[int], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+async def call(app: ASGIApp, body: bytes) -> tuple[int, bytes]:
+    """One request: the response status and body."""
+    scope = dict(_SCOPE)
+    scope["headers"] = [*FORM_HEADERS, (b"content-length", str(len(body)).encode())]
+    sent = False
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        else:
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+async def measure(app: ASGIApp, bodies: list[bytes], *, seconds: float, reusable: bool) -> tuple[Sample, int]:
+    """Send requests for ``seconds`` (or until the bodies run out). Returns the sample and
+    how many bodies were used (the caller drops them: each code or refresh token is used once)."""
+    sample = Sample()
+    lat = sample.latencies_ns
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9)
+    used = 0
+    n = len(bodies)
+    start = clock()
+    now = start
+    while now < deadline and (reusable or used < n):
+        body = bodies[0] if reusable else bodies[used]
+        used += 1
+        t0 = clock()
+        status, content = await call(app, body)
+        now = clock()
+        lat.append(now - t0)
+        if status == 200:
+            sample.ok += 1
+        else:
+            sample.failed += 1
+            if sample.first_failure is None:
+                sample.first_failure = f"{status} {content[:200]!r}"
+    sample.seconds = (now - start) / 1e9
+    return sample, used
+
+
+def token_of(content: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.json.decode(content)
+    return out
