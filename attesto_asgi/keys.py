@@ -7,13 +7,17 @@ published in the JWKS, so tokens signed before a rotation still verify.
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 
 import msgspec
-from joserfc import jws
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jwk import KeySet as _JoseKeySet
 
@@ -35,14 +39,44 @@ SUPPORTED_ALGS: Final[dict[str, tuple[str, str | None]]] = {
     "PS512": ("RSA", None),
 }
 
-# joserfc refuses algorithms outside its recommended set unless they are named.
-_REGISTRY = jws.JWSRegistry(algorithms=list(SUPPORTED_ALGS))
+_HASHES: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _raw_signer(key: JoseKey, alg: str) -> Callable[[bytes], bytes]:
+    """The JWS signature function of ``alg`` (RFC 7518 §3) on the key's ``cryptography``
+    object, built once: signing through joserfc costs about twice as much per token."""
+    private: Any = key.private_key
+    if alg == "EdDSA":  # RFC 8037 §3.1: the Ed25519 signature as is
+        sign: Callable[[bytes], bytes] = private.sign
+        return sign
+    digest = _HASHES[alg[2:]]()
+    if alg.startswith("ES"):
+        # RFC 7518 §3.4: R and S as fixed-length big-endian octets, concatenated (not DER).
+        ecdsa = ECDSA(digest)
+        size = (private.curve.key_size + 7) // 8
+
+        def sign_ec(data: bytes) -> bytes:
+            r, s = decode_dss_signature(private.sign(data, ecdsa))
+            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+        return sign_ec
+    # RFC 7518 §3.3 RSASSA-PKCS1-v1_5; §3.5 RSASSA-PSS with MGF1 and a salt as long as the hash.
+    pad = padding.PKCS1v15() if alg.startswith("RS") else padding.PSS(padding.MGF1(digest), digest.digest_size)
+    return lambda data: private.sign(data, pad, digest)
 
 
 class SigningKey:
     """One private key with its algorithm and ``kid``; signs compact JWS."""
 
-    __slots__ = ("alg", "key", "kid")
+    __slots__ = ("_headers", "_sign", "alg", "key", "kid")
 
     def __init__(self, key: JoseKey, alg: str) -> None:
         if alg not in SUPPORTED_ALGS:
@@ -55,11 +89,17 @@ class SigningKey:
         self.key = key
         self.alg = alg
         self.kid = key.thumbprint()
+        self._sign = _raw_signer(key, alg)
+        self._headers: dict[str, bytes] = {}
 
     def sign(self, claims: Mapping[str, Any], typ: str) -> str:
-        header = {"alg": self.alg, "kid": self.kid, "typ": typ}
-        payload = msgspec.json.encode(claims)
-        return jws.serialize_compact(header, payload, self.key, registry=_REGISTRY)
+        """The compact JWS (RFC 7515 §7.1) of ``claims`` with header ``alg``, ``kid``, ``typ``."""
+        header = self._headers.get(typ)
+        if header is None:
+            header = _b64(msgspec.json.encode({"alg": self.alg, "kid": self.kid, "typ": typ})) + b"."
+            self._headers[typ] = header
+        signing_input = header + _b64(msgspec.json.encode(claims))
+        return (signing_input + b"." + _b64(self._sign(signing_input))).decode("ascii")
 
     def public_jwk(self) -> dict[str, Any]:
         jwk = dict(self.key.as_dict(private=False))
