@@ -9,6 +9,7 @@ KDF would cap the endpoint at a few hundred requests per second; see docs/securi
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -72,7 +73,14 @@ def verify_client_secret(stored: str | None, presented: str) -> bool:
     against a dummy hash and returns False.
     """
     target = stored if stored is not None and is_hashed_secret(stored) else _DUMMY_HASH
-    _, salt_b64, mac_b64 = target.split("$")
-    mac = hmac.new(_b64decode(salt_b64), presented.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
-    ok = hmac.compare_digest(mac, _b64decode(mac_b64))
+    salt, expected = _decoded(target)
+    mac = hmac.digest(salt, presented.encode("utf-8", "surrogatepass"), "sha256")
+    ok = hmac.compare_digest(mac, expected)
     return ok and target is stored
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(stored: str) -> tuple[bytes, bytes]:
+    """(salt, mac) of a stored hash, decoded once per registered secret, not per request."""
+    _, salt_b64, mac_b64 = stored.split("$")
+    return _b64decode(salt_b64), _b64decode(mac_b64)

@@ -69,7 +69,12 @@ def _parse_basic(header: str) -> tuple[str, str] | None:
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         return None
-    return unquote_plus(client_id), unquote_plus(secret)
+    return _form_decode(client_id), _form_decode(secret)
+
+
+def _form_decode(value: str) -> str:
+    # unquote_plus is the identity on a value without '%' or '+'; skip its cost then.
+    return unquote_plus(value) if "%" in value or "+" in value else value
 
 
 def _pinned_algs(client: Client) -> tuple[str, ...]:

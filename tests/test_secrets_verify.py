@@ -1,0 +1,41 @@
+"""verify_client_secret: decoded stored hashes are cached; the answers must not change."""
+
+from __future__ import annotations
+
+from attesto_asgi._secrets import hash_client_secret, verify_client_secret
+from attesto_asgi.core.client_auth import _parse_basic
+
+
+def test_right_secret_passes_and_wrong_ones_fail_repeatedly() -> None:
+    stored = hash_client_secret("correct horse battery staple")
+    for _ in range(3):  # the second and later calls use the cached decoding
+        assert verify_client_secret(stored, "correct horse battery staple")
+        assert not verify_client_secret(stored, "correct horse battery stapler")
+        assert not verify_client_secret(stored, "")
+
+
+def test_two_clients_with_the_same_secret_have_distinct_hashes() -> None:
+    a, b = hash_client_secret("same"), hash_client_secret("same")
+    assert a != b
+    assert verify_client_secret(a, "same")
+    assert verify_client_secret(b, "same")
+    assert not verify_client_secret(a, "other")
+
+
+def test_unknown_client_or_unhashed_value_never_passes() -> None:
+    assert not verify_client_secret(None, "anything")
+    # A value that is not a hash (a misconfigured store) is compared against the dummy hash.
+    assert not verify_client_secret("plain-text-secret", "plain-text-secret")
+
+
+def test_basic_credentials_are_form_decoded_only_when_encoded() -> None:
+    import base64
+
+    def header(raw: str) -> str:
+        return "Basic " + base64.b64encode(raw.encode()).decode()
+
+    # RFC 6749 §2.3.1: id and secret are application/x-www-form-urlencoded before base64.
+    assert _parse_basic(header("my%3Aclient:p%40ss+word")) == ("my:client", "p@ss word")
+    assert _parse_basic(header("plain:secret")) == ("plain", "secret")
+    assert _parse_basic(header("no-colon")) is None
+    assert _parse_basic("Bearer abc") is None
