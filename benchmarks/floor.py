@@ -9,6 +9,7 @@ measured against this one in the same run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import secrets
 import time
@@ -75,10 +76,8 @@ class Floor:
                 auth = value
         client_id = secret = b""
         if auth[:6].lower() == b"basic ":
-            try:
+            with contextlib.suppress(ValueError):
                 client_id, _, secret = base64.b64decode(auth[6:], validate=True).partition(b":")
-            except ValueError:
-                pass
         client = self.clients.get(client_id.decode("utf-8", "replace"))
         if client is None or not hmac.compare_digest(client[0], secret):
             await self._error(send, 401, "invalid_client")

@@ -142,9 +142,7 @@ class DictStorage(BaseStorage):
     async def create_authorization_code(self, **kwargs: Any) -> AuthorizationCode:  # the authorize step
         raise NotImplementedError
 
-    async def get_authorization_code(
-        self, *, request: Request, client_id: str, code: str
-    ) -> AuthorizationCode | None:
+    async def get_authorization_code(self, *, request: Request, client_id: str, code: str) -> AuthorizationCode | None:
         record = self.codes.get(code)
         return record if record is not None and record.client_id == client_id else None
 
@@ -204,7 +202,9 @@ class AioauthApp:
 
 def build(grant: str, store_url: str, keys: Keys) -> Built:
     storage = DictStorage(keys)
-    code_grant = OIDCAuthorizationCodeGrantType if grant == "authorization_code+id_token" else AuthorizationCodeGrantType
+    code_grant = (
+        OIDCAuthorizationCodeGrantType if grant == "authorization_code+id_token" else AuthorizationCodeGrantType
+    )
     server = AuthorizationServer(
         storage=storage,
         grant_types={

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 from authlib.common.security import generate_token
@@ -252,7 +252,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
 
 def _grants(storage: Storage) -> tuple[type, type, type]:
     class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
-        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"]
+        TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
 
         def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
             raise NotImplementedError  # the authorize step; codes are pre-minted
@@ -270,7 +270,7 @@ def _grants(storage: Storage) -> tuple[type, type, type]:
             return User(authorization_code.user_id)
 
     class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
-        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"]
+        TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
         INCLUDE_NEW_REFRESH_TOKEN = True
 
         def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
@@ -286,7 +286,7 @@ def _grants(storage: Storage) -> tuple[type, type, type]:
             refresh_token.revoked = True
 
     class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
-        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"]
+        TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
 
     return AuthorizationCodeGrant, RefreshTokenGrant, ClientCredentialsGrant
 

@@ -1,0 +1,354 @@
+"""Results out: the JSON file, the Markdown tables with ratios and targets, PNG plots, and
+the table block of ``benchmarks/README.md``.
+
+Every ratio is between figures measured in the same run (in-process figures in the same
+process, interleaved): to the floor's client_credentials figure, and to each peer on the
+same grant and store kind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["evaluate_targets", "markdown", "plots", "update_readme", "write"]
+
+START = "<!-- results:start -->"
+END = "<!-- results:end -->"
+PEERS = ("aioauth", "authlib")
+# Target multiples over each peer (issue 7): 2x authlib, 3x aioauth.
+PEER_TARGET = {"authlib": 2.0, "aioauth": 3.0}
+NA = "-"  # a figure not measured in this run
+
+
+def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return f"{r:.2f}x" if r is not None else NA
+
+
+def _fmt_rate(r: float | None) -> str:
+    return f"{r:,.0f}" if r else NA
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def _check(
+    name: str, value: float | None, *, at_least: float | None = None, below: float | None = None, unit: str = "x"
+) -> dict[str, Any]:
+    if value is None:
+        return {"target": name, "value": None, "met": None, "note": "not measured in this run"}
+    if at_least is not None:
+        met = value >= at_least
+        margin = value / at_least - 1
+        want = f">= {at_least:g}{unit}"
+    else:
+        assert below is not None
+        met = value < below
+        margin = 1 - value / below
+        want = f"< {below:g}{unit}"
+    shown = f"{value:.2f}{unit}" if unit == "x" else f"{value:.1f}{unit}"
+    by = f"{abs(margin) * 100:.0f}% {'margin' if met else 'short'}"
+    return {"target": name, "want": want, "value": round(value, 3), "shown": shown, "met": met, "by": by}
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    inp = results.get("inprocess", [])
+    http = results.get("http", [])
+    growth = results.get("growth", [])
+    out: list[dict[str, Any]] = []
+
+    def rate(impl: str, grant: str, store: str = "memory") -> float | None:
+        row = _find(inp, impl=impl, grant=grant, store=store)
+        return row["rate"] if row else None
+
+    floor_cc = rate("floor", "client_credentials")
+    out.append(
+        _check(
+            "in-process client_credentials vs the floor",
+            _ratio(rate("attesto", "client_credentials"), floor_cc),
+            at_least=0.7,
+        )
+    )
+    out.append(
+        _check(
+            "in-process authorization_code + PKCE (memory) vs the floor's client_credentials",
+            _ratio(rate("attesto", "authorization_code"), floor_cc),
+            at_least=0.6,
+        )
+    )
+    for peer in PEERS:
+        for grant in ("client_credentials", "authorization_code", "authorization_code+id_token", "refresh_token"):
+            if _find(inp, impl=peer, grant=grant) is None:
+                continue
+            out.append(
+                _check(
+                    f"in-process {grant} (memory) vs {peer}",
+                    _ratio(rate("attesto", grant), rate(peer, grant)),
+                    at_least=PEER_TARGET[peer],
+                )
+            )
+    for server in sorted({r["server"] for r in http}):
+        a = _find(http, server=server, impl="attesto", grant="client_credentials", store="memory", concurrency=64)
+        f = _find(http, server=server, impl="floor", grant="client_credentials", store="memory", concurrency=64)
+        out.append(
+            _check(
+                f"HTTP {server} c=64 client_credentials vs the floor on {server}",
+                _ratio(a and a["rate"], f and f["rate"]),
+                at_least=0.6,
+            )
+        )
+    out.append(
+        _check(
+            "in-process refresh rotation, Redis vs memory",
+            _ratio(rate("attesto", "refresh_token", "redis"), rate("attesto", "refresh_token")),
+            at_least=0.5,
+        )
+    )
+    for row in http:
+        if row["impl"] == "attesto" and row["store"] in ("sqlite", "redis") and row["concurrency"] == 64:
+            out.append(
+                _check(
+                    f"HTTP {row['server']} c=64 p99, {row['grant']} on {row['store']}",
+                    row["p99_ms"],
+                    below=20.0,
+                    unit=" ms",
+                )
+            )
+    for store in ("sqlite", "redis"):
+        rows = sorted((g for g in growth if g["store"] == store), key=lambda g: g["live"])
+        if len(rows) >= 2:
+            loss = 1 - rows[-1]["rate"] / rows[0]["rate"]
+            out.append(
+                _check(
+                    f"growth {rows[0]['live']:,} -> {rows[-1]['live']:,} live tokens on {store}: throughput lost",
+                    loss * 100,
+                    below=20.0,
+                    unit="%",
+                )
+            )
+    return out
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Run {results['started']} on `{m['host']}`: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+        f"load average at start {m['load_at_start'][0]}; took {results.get('seconds', 0):.0f} s"
+        f"{' (quick run)' if results['settings'].get('quick') else ''}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())) + ".",
+        "",
+    ]
+    inp = results.get("inprocess", [])
+    if inp:
+        floor = _find(inp, impl="floor", grant="client_credentials", store="memory")
+        floor_rate = floor["rate"] if floor else None
+        lines += [
+            "### In-process (ASGI app called directly, one core)",
+            "",
+            f"Tokens/s, median of {results['settings']['rounds']} interleaved rounds; latency per call. "
+            f"The floor's client_credentials: **{_fmt_rate(floor_rate)}/s**.",
+            "",
+            "| grant | store | impl | tokens/s | p50 ms | p99 ms | x floor | x aioauth | x authlib | failed |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in inp:
+            peers = []
+            for peer in PEERS:
+                p = _find(inp, impl=peer, grant=row["grant"], store="memory")
+                peers.append(_fmt_ratio(_ratio(row["rate"], p["rate"])) if p and row["impl"] not in PEERS else NA)
+            lines.append(
+                f"| {row['grant']} | {row['store']} | {row['impl']} | {_fmt_rate(row['rate'])} | "
+                f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {_fmt_ratio(_ratio(row['rate'], floor_rate))} | "
+                f"{peers[0]} | {peers[1]} | {row['failed']} |"
+            )
+        lines.append("")
+    http = results.get("http", [])
+    if http:
+        conc = sorted({r["concurrency"] for r in http})
+        lines += [
+            "### Over HTTP (one worker, wrk on loopback)",
+            "",
+            "Tokens/s (p99 ms) at each concurrency; ratios at c=64 against the floor's client_credentials "
+            "and each peer on the same server.",
+            "",
+            "| server | grant | store | impl | "
+            + " | ".join(f"c={c}" for c in conc)
+            + " | x floor @64 | x aioauth @64 | x authlib @64 | errors |",
+            "|---|---|---|---|" + "---:|" * len(conc) + "---:|---:|---:|---:|",
+        ]
+        keys = []
+        for r in http:
+            k = (r["server"], r["grant"], r["store"], r["impl"])
+            if k not in keys:
+                keys.append(k)
+        for server, grant, store, impl in keys:
+            cells = []
+            errors = 0
+            for c in conc:
+                r = _find(http, server=server, grant=grant, store=store, impl=impl, concurrency=c)
+                cells.append(f"{_fmt_rate(r['rate'])} ({r['p99_ms']:.1f})" if r else NA)
+                errors += r["errors"] if r else 0
+            mine = _find(http, server=server, grant=grant, store=store, impl=impl, concurrency=64)
+            fl = _find(http, server=server, grant="client_credentials", store="memory", impl="floor", concurrency=64)
+            ratios = [_fmt_ratio(_ratio(mine and mine["rate"], fl and fl["rate"]))]
+            for peer in PEERS:
+                p = _find(http, server=server, grant=grant, store="memory", impl=peer, concurrency=64)
+                ratios.append(_fmt_ratio(_ratio(mine and mine["rate"], p and p["rate"])) if impl not in PEERS else NA)
+            lines.append(
+                f"| {server} | {grant} | {store} | {impl} | "
+                + " | ".join(cells)
+                + " | "
+                + " | ".join(ratios)
+                + f" | {errors} |"
+            )
+        lines.append("")
+    growth = results.get("growth", [])
+    if growth:
+        lines += [
+            "### Growth (refresh rotation with live refresh tokens already stored)",
+            "",
+            "| store | live tokens | tokens/s | p50 ms | p99 ms | vs smallest |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for store in sorted({g["store"] for g in growth}):
+            rows = sorted((g for g in growth if g["store"] == store), key=lambda g: g["live"])
+            for g in rows:
+                lines.append(
+                    f"| {store} | {g['live']:,} | {_fmt_rate(g['rate'])} | {g['p50_ms']:.3f} | "
+                    f"{g['p99_ms']:.3f} | {_fmt_ratio(_ratio(g['rate'], rows[0]['rate']))} |"
+                )
+        lines.append("")
+    targets = results.get("targets", [])
+    if targets:
+        lines += ["### Targets", "", "| target | wanted | measured | met |", "|---|---|---|---|"]
+        for t in targets:
+            if t["met"] is None:
+                lines.append(f"| {t['target']} | | {t['note']} | {NA} |")
+            else:
+                lines.append(
+                    f"| {t['target']} | {t['want']} | {t['shown']} | {'yes' if t['met'] else '**no**'} ({t['by']}) |"
+                )
+        lines.append("")
+    if results.get("skipped"):
+        lines += ["### Not run", ""]
+        lines += [f"- {s['scenario']}: {s['reason']}" for s in results["skipped"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plots(results: dict[str, Any], stem: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    inp = results.get("inprocess", [])
+    if inp:
+        grants = list(dict.fromkeys(r["grant"] for r in inp))
+        series = list(dict.fromkeys(f"{r['impl']}/{r['store']}" for r in inp))
+        fig, ax = plt.subplots(figsize=(11, 5))
+        width = 0.8 / len(series)
+        for i, s in enumerate(series):
+            impl, store = s.split("/")
+            vals = [(_find(inp, impl=impl, store=store, grant=g) or {}).get("rate", 0) for g in grants]
+            ax.bar([x + i * width for x in range(len(grants))], vals, width, label=s)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(grants))], grants, fontsize=8)
+        ax.set_ylabel("tokens/s (one core)")
+        ax.set_title("In-process throughput")
+        ax.legend(fontsize=8, ncol=2)
+        fig.tight_layout()
+        path = stem.with_name(stem.name + "-inprocess.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    http = results.get("http", [])
+    for server in sorted({r["server"] for r in http}):
+        rows = [r for r in http if r["server"] == server]
+        fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+        names = list(dict.fromkeys(f"{r['impl']}/{r['grant']}/{r['store']}" for r in rows))
+        for name in names:
+            impl, grant, store = name.split("/")
+            pts = sorted(
+                (r for r in rows if (r["impl"], r["grant"], r["store"]) == (impl, grant, store)),
+                key=lambda r: r["concurrency"],
+            )
+            cs = [r["concurrency"] for r in pts]
+            style = "-" if impl == "attesto" else "--" if impl == "floor" else ":"
+            axes[0].plot(cs, [r["rate"] for r in pts], style, marker="o", label=name)
+            axes[1].plot(cs, [r["p50_ms"] for r in pts], style, marker="o", label=name)
+            axes[2].plot(cs, [r["p99_ms"] for r in pts], style, marker="o", label=name)
+        for ax, title in zip(axes, ("tokens/s", "p50 latency (ms)", "p99 latency (ms)"), strict=True):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("concurrency")
+            ax.set_title(f"{server}: {title}")
+        axes[2].set_yscale("log")
+        axes[1].set_yscale("log")
+        axes[0].legend(fontsize=6)
+        fig.tight_layout()
+        path = stem.with_name(f"{stem.name}-http-{server}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    growth = results.get("growth", [])
+    if growth:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+        for store in sorted({g["store"] for g in growth}):
+            pts = sorted((g for g in growth if g["store"] == store), key=lambda g: g["live"])
+            axes[0].plot([g["live"] for g in pts], [g["rate"] for g in pts], marker="o", label=store)
+            axes[1].plot([g["live"] for g in pts], [g["p99_ms"] for g in pts], marker="o", label=store)
+        for ax, title in zip(axes, ("refresh rotations/s", "p99 latency (ms)"), strict=True):
+            ax.set_xscale("log")
+            ax.set_xlabel("live refresh tokens in the store")
+            ax.set_title(title)
+            ax.legend()
+        fig.tight_layout()
+        path = stem.with_name(stem.name + "-growth.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write(results: dict[str, Any], out_dir: Path, stem_name: str) -> tuple[Path, Path, list[Path]]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["targets"] = evaluate_targets(results)
+    stem = out_dir / stem_name
+    json_path = stem.with_suffix(".json")
+    json_path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    md_path = stem.with_suffix(".md")
+    md_path.write_text(f"# Benchmark results {stem_name}\n\n" + markdown(results))
+    pngs = plots(results, stem)
+    return json_path, md_path, pngs
+
+
+def update_readme(readme: Path, results: dict[str, Any], md_name: str, pngs: list[Path]) -> None:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} block")
+    images = "\n".join(f"![{p.stem}](results/{p.name})" for p in pngs)
+    block = f"{START}\nLatest: [`results/{md_name}`](results/{md_name}).\n\n{markdown(results)}\n{images}\n{END}"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + block + tail)

@@ -1,0 +1,191 @@
+"""``python -m benchmarks``: the whole suite, one command, with a progress bar.
+
+Stages: in-process (every grant x store, interleaved with the floor and the peers), over
+HTTP (uvicorn and granian, one worker, wrk at several concurrencies), and growth (live
+refresh tokens already in the SQLite and Redis stores). Writes
+``benchmarks/results/<date>-<host>.json``, a Markdown table beside it, PNG plots, and the
+table into ``benchmarks/README.md``. ``--quick`` runs everything briefly (a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .common import GRANTS, IMPLS, STORES, Keys
+from .env import Env, ensure_wrk, machine
+from .report import update_readme, write
+from .scenarios import Scenario, all_scenarios
+from .stage_growth import run_growth
+from .stage_http import run_http
+from .stage_inprocess import run_inprocess
+
+__all__ = ["main"]
+
+HERE = Path(__file__).resolve().parent
+
+
+def _csv(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="short slices everywhere (about a minute): a smoke run")
+    p.add_argument("--impl", type=_csv, default=list(IMPLS), help=f"comma list of {','.join(IMPLS)}")
+    p.add_argument("--grant", type=_csv, default=list(GRANTS), help=f"comma list of {','.join(GRANTS)}")
+    p.add_argument("--store", type=_csv, default=list(STORES), help=f"comma list of {','.join(STORES)}")
+    p.add_argument("--stages", type=_csv, default=["inprocess", "http", "growth"], help="inprocess,http,growth")
+    p.add_argument("--servers", type=_csv, default=["uvicorn", "granian"])
+    p.add_argument("--concurrency", type=lambda v: [int(x) for x in _csv(v)], default=[1, 16, 64, 256])
+    p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 1.0; quick 0.3)")
+    p.add_argument("--rounds", type=int, default=None, help="in-process rounds (default 5; quick 2)")
+    p.add_argument("--wrk-seconds", type=float, default=None, help="one wrk run (default 2; quick 1)")
+    p.add_argument("--http-rounds", type=int, default=1, help="wrk runs per scenario and concurrency (median)")
+    p.add_argument(
+        "--growth",
+        type=lambda v: [int(x) for x in _csv(v)],
+        default=None,
+        help="live refresh tokens (default 1000,100000,1000000; quick 1000,10000)",
+    )
+    p.add_argument("--out", type=Path, default=HERE / "results", help="where results are written")
+    p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    args = p.parse_args(argv)
+    q = args.quick
+    args.seconds = args.seconds or (0.3 if q else 1.0)
+    args.rounds = args.rounds or (2 if q else 5)
+    args.wrk_seconds = args.wrk_seconds or (1.0 if q else 2.0)
+    args.growth = args.growth or ([1000, 10000] if q else [1000, 100_000, 1_000_000])
+    return args
+
+
+def select(args: argparse.Namespace) -> tuple[list[Scenario], list[dict[str, str]]]:
+    chosen, skipped = [], []
+    for sc in all_scenarios():
+        if sc.impl not in args.impl or sc.grant not in args.grant or sc.store not in args.store:
+            continue
+        why = sc.skip_reason()
+        if why is None:
+            chosen.append(sc)
+        else:
+            skipped.append({"scenario": sc.name, "reason": why})
+    return chosen, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    console = Console(stderr=True)
+    scenarios, skipped = select(args)
+    for s in skipped:
+        console.print(f"[yellow]skipped[/] {s['scenario']}: {s['reason']}")
+    if not scenarios:
+        console.print("[red]nothing to run[/]")
+        return 1
+    started = time.time()
+    results: dict[str, Any] = {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "skipped": skipped,
+        "inprocess": [],
+        "http": [],
+        "growth": [],
+    }
+    keys = Keys.generate()
+    env = Env()
+    wrk = ensure_wrk() if "http" in args.stages else ""
+    growth_stores = (
+        [s for s in ("sqlite", "redis") if s in args.store and Scenario("attesto", "refresh_token", s) in scenarios]
+        if "growth" in args.stages
+        else []
+    )
+    if "growth" in args.stages and not growth_stores:
+        results["skipped"].append({"scenario": "growth", "reason": "no durable store with refresh_token here"})
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[now]}"),
+            console=console,
+        ) as progress:
+            tasks = {}
+            if "inprocess" in args.stages:
+                tasks["inprocess"] = progress.add_task("in-process", total=len(scenarios) * args.rounds, now="")
+            if "http" in args.stages:
+                total = len(scenarios) * len(args.servers) * len(args.concurrency) * args.http_rounds
+                tasks["http"] = progress.add_task("over HTTP", total=total, now="")
+            if growth_stores:
+                tasks["growth"] = progress.add_task("growth", total=len(growth_stores) * len(args.growth) * 2, now="")
+
+            def ticker(stage: str):  # type: ignore[no-untyped-def]
+                def tick(name: str) -> None:
+                    progress.update(tasks[stage], advance=1, now=name)
+
+                return tick
+
+            if "inprocess" in args.stages:
+                results["inprocess"] = asyncio.run(
+                    run_inprocess(
+                        scenarios, env, keys, seconds=args.seconds, rounds=args.rounds, tick=ticker("inprocess")
+                    )
+                )
+            if "http" in args.stages:
+                measured = {(r["impl"], r["grant"], r["store"]): r["rate"] for r in results["inprocess"]}
+
+                def expected(sc: Scenario) -> float:
+                    return measured.get((sc.impl, sc.grant, sc.store), 4000.0)
+
+                results["http"] = run_http(
+                    scenarios,
+                    env,
+                    keys,
+                    wrk,
+                    servers=args.servers,
+                    concurrency=args.concurrency,
+                    seconds=args.wrk_seconds,
+                    rounds=args.http_rounds,
+                    expected_rate=expected,
+                    tick=ticker("http"),
+                )
+            if growth_stores:
+                results["growth"] = asyncio.run(
+                    run_growth(
+                        growth_stores,
+                        args.growth,
+                        env,
+                        keys,
+                        seconds=args.seconds,
+                        rounds=max(2, args.rounds // 2),
+                        tick=ticker("growth"),
+                    )
+                )
+    finally:
+        env.close()
+    results["seconds"] = round(time.time() - started, 1)
+    stem = f"{dt.date.today().isoformat()}-{results['machine']['host']}{'-quick' if args.quick else ''}"
+    json_path, md_path, pngs = write(results, args.out, stem)
+    if not args.no_readme and not args.quick:
+        update_readme(HERE / "README.md", results, md_path.name, pngs)
+    console.print(md_path.read_text())
+    console.print(f"wrote {json_path}, {md_path} and {len(pngs)} plots in {results['seconds']:.0f} s")
+    missed = [t for t in results["targets"] if t["met"] is False]
+    if missed:
+        console.print(f"[yellow]{len(missed)} target(s) missed[/]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

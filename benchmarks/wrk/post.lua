@@ -1,0 +1,46 @@
+-- POST one form per request to /oauth/token, from a file of pre-minted bodies.
+-- wrk -t1 -c N -d S --latency -s post.lua URL -- BODIES_FILE OFFSET MODE AUTHORIZATION
+--   MODE "reuse": send the file's first body forever (client_credentials);
+--   MODE "once":  send each body once, starting after OFFSET lines (codes, refresh tokens).
+-- done() prints one JSON line that benchmarks/stage_http.py reads.
+
+local bodies = {}
+local idx = 0
+local reuse = false
+local fixed = nil
+
+function init(args)
+  local offset = tonumber(args[2] or "0")
+  reuse = args[3] == "reuse"
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  wrk.headers["Authorization"] = args[4]
+  local n = 0
+  for line in io.lines(args[1]) do
+    n = n + 1
+    if n > offset and line ~= "" then
+      bodies[#bodies + 1] = line
+      if reuse then break end
+    end
+  end
+  if reuse then
+    fixed = wrk.format("POST", "/oauth/token", nil, bodies[1])
+  end
+end
+
+function request()
+  if fixed then
+    return fixed
+  end
+  idx = idx + 1
+  -- Past the end of the pool: a request that must fail, so it is counted as an error.
+  return wrk.format("POST", "/oauth/token", nil, bodies[idx] or "grant_type=exhausted")
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"non2xx":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
+end
