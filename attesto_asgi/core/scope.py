@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import urlsplit
 
@@ -17,6 +18,11 @@ def parse_scope(value: str | None) -> tuple[str, ...] | None:
     """The requested scope tokens in order, duplicates dropped; None when omitted."""
     if value is None:
         return None
+    return _parse_scope(value)
+
+
+@functools.lru_cache(maxsize=1024)  # clients repeat a handful of scope strings; errors are not cached
+def _parse_scope(value: str) -> tuple[str, ...]:
     if not _SCOPE.fullmatch(value):
         raise OAuthError(INVALID_SCOPE, "The scope parameter is malformed.", detail="scope syntax (RFC 6749 §3.3)")
     return tuple(dict.fromkeys(value.split(" ")))
