@@ -8,7 +8,6 @@ minting each through a full code exchange would take longer than the run).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -37,6 +36,7 @@ from .common import (
     code_scope,
     refresh_body,
 )
+from .fill import fill_refresh
 
 __all__ = ["available", "build", "make_config", "put_refresh_tokens"]
 
@@ -123,10 +123,7 @@ async def put_refresh_tokens(config: Config, n: int, *, batch: int = 1000) -> li
                     auth_time=int(now),
                 )
             )
-        for i in range(0, len(records), 64):  # a few in flight: backends pipeline them
-            stored = await asyncio.gather(*(store.put_refresh(r) for r in records[i : i + 64]))
-            if not all(stored):
-                raise RuntimeError("refresh token refused by the store")
+        await fill_refresh(store, records)
     return tokens
 
 

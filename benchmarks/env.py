@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Env", "RedisServer", "ensure_wrk", "free_port", "machine"]
+__all__ = ["Env", "RedisServer", "ensure_store_backends", "ensure_wrk", "free_port", "machine"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -57,6 +59,27 @@ def ensure_wrk() -> str:
     if not found:
         raise RuntimeError("wrk did not install")
     return found
+
+
+def ensure_store_backends(stores: list[str]) -> list[str]:
+    """Install this repository's store distributions (stores/<name>) that are missing, so a
+    fresh checkout benchmarks every store in one command. Returns what was installed."""
+    from attesto_asgi.store import installed_backends
+
+    have = installed_backends()
+    installed = []
+    for name in stores:
+        project = ROOT / "stores" / name
+        if name in have or not (project / "pyproject.toml").exists():
+            continue
+        print(f"installing the {name} store backend (pip install -e {project})...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(project)], check=True)
+        installed.append(name)
+    if installed:
+        import importlib
+
+        importlib.invalidate_caches()
+    return installed
 
 
 class RedisServer:

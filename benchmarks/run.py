@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .common import GRANTS, IMPLS, STORES, Keys
-from .env import Env, ensure_wrk, machine
+from .env import Env, ensure_store_backends, ensure_wrk, machine
 from .report import update_readme, write
 from .scenarios import Scenario, all_scenarios
 from .stage_growth import run_growth
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     console = Console(stderr=True)
+    ensure_store_backends([s for s in args.store if s != "memory"])
     scenarios, skipped = select(args)
     for s in skipped:
         console.print(f"[yellow]skipped[/] {s['scenario']}: {s['reason']}")

@@ -44,7 +44,7 @@ async def run_growth(
             r = _Running(sc, built)
             for size in sorted(sizes):
                 if size > live:
-                    await put_refresh_tokens(filler, size - live, batch=2000)
+                    await put_refresh_tokens(filler, size - live, batch=50_000)
                     live = size
                     tick(f"{store}: {size:,} live tokens stored")
                 await r.refill(0.1)
