@@ -116,6 +116,17 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             at_least=0.5,
         )
     )
+    for server in sorted({r["server"] for r in http}):
+        red = _find(http, server=server, impl="attesto", grant="refresh_token", store="redis", concurrency=64)
+        mem = _find(http, server=server, impl="attesto", grant="refresh_token", store="memory", concurrency=64)
+        if red or mem:
+            out.append(
+                _check(
+                    f"HTTP {server} c=64 refresh rotation, Redis vs memory",
+                    _ratio(red and red["rate"], mem and mem["rate"]),
+                    at_least=0.5,
+                )
+            )
     for row in http:
         if row["impl"] == "attesto" and row["store"] in ("sqlite", "redis") and row["concurrency"] == 64:
             out.append(
@@ -253,6 +264,22 @@ def markdown(results: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- plots
 
+_STYLE: dict[tuple[str, str], tuple[str, str]] = {
+    ("attesto", "memory"): ("tab:blue", "-"),
+    ("attesto", "sqlite"): ("tab:cyan", "-"),
+    ("attesto", "redis"): ("tab:purple", "-"),
+    ("floor", "memory"): ("black", "--"),
+    ("aioauth", "memory"): ("tab:orange", ":"),
+    ("authlib", "memory"): ("tab:red", ":"),
+}
+
+
+def _line(axes: Any, pts: list[dict[str, Any]], impl: str, store: str, label: str | None = None) -> None:
+    color, style = _STYLE.get((impl, store), ("tab:gray", "-."))
+    cs = [r["concurrency"] for r in pts]
+    for ax, key in zip(axes, ("rate", "p50_ms", "p99_ms"), strict=True):
+        ax.plot(cs, [r[key] for r in pts], style, color=color, marker="o", label=label or f"{impl}/{store}")
+
 
 def plots(results: dict[str, Any], stem: Path) -> list[Path]:
     import matplotlib
@@ -267,10 +294,11 @@ def plots(results: dict[str, Any], stem: Path) -> list[Path]:
         series = list(dict.fromkeys(f"{r['impl']}/{r['store']}" for r in inp))
         fig, ax = plt.subplots(figsize=(11, 5))
         width = 0.8 / len(series)
-        for i, s in enumerate(series):
-            impl, store = s.split("/")
+        for i, name in enumerate(series):
+            impl, store = name.split("/")
             vals = [(_find(inp, impl=impl, store=store, grant=g) or {}).get("rate", 0) for g in grants]
-            ax.bar([x + i * width for x in range(len(grants))], vals, width, label=s)
+            color = _STYLE.get((impl, store), ("tab:gray", ""))[0]
+            ax.bar([x + i * width for x in range(len(grants))], vals, width, label=name, color=color)
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(grants))], grants, fontsize=8)
         ax.set_ylabel("tokens/s (one core)")
         ax.set_title("In-process throughput")
@@ -283,29 +311,29 @@ def plots(results: dict[str, Any], stem: Path) -> list[Path]:
     http = results.get("http", [])
     for server in sorted({r["server"] for r in http}):
         rows = [r for r in http if r["server"] == server]
-        fig, axes = plt.subplots(1, 3, figsize=(16, 5))
-        names = list(dict.fromkeys(f"{r['impl']}/{r['grant']}/{r['store']}" for r in rows))
-        for name in names:
-            impl, grant, store = name.split("/")
-            pts = sorted(
-                (r for r in rows if (r["impl"], r["grant"], r["store"]) == (impl, grant, store)),
-                key=lambda r: r["concurrency"],
-            )
-            cs = [r["concurrency"] for r in pts]
-            style = "-" if impl == "attesto" else "--" if impl == "floor" else ":"
-            axes[0].plot(cs, [r["rate"] for r in pts], style, marker="o", label=name)
-            axes[1].plot(cs, [r["p50_ms"] for r in pts], style, marker="o", label=name)
-            axes[2].plot(cs, [r["p99_ms"] for r in pts], style, marker="o", label=name)
-        for ax, title in zip(axes, ("tokens/s", "p50 latency (ms)", "p99 latency (ms)"), strict=True):
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel("concurrency")
-            ax.set_title(f"{server}: {title}")
-        axes[2].set_yscale("log")
-        axes[1].set_yscale("log")
-        axes[0].legend(fontsize=6)
+        grants = list(dict.fromkeys(r["grant"] for r in rows))
+        fig, axes = plt.subplots(len(grants), 3, figsize=(15, 3.6 * len(grants)), squeeze=False)
+        floor = sorted((r for r in rows if r["impl"] == "floor"), key=lambda r: r["concurrency"])
+        for g, grant in enumerate(grants):
+            series = list(dict.fromkeys((r["impl"], r["store"]) for r in rows if r["grant"] == grant))
+            for impl, store in series:
+                pts = sorted(
+                    (r for r in rows if (r["impl"], r["grant"], r["store"]) == (impl, grant, store)),
+                    key=lambda r: r["concurrency"],
+                )
+                _line(axes[g], pts, impl, store)
+            if grant != "client_credentials" and floor:
+                _line(axes[g], floor, "floor", "memory", label="floor (client_credentials)")
+            for ax, title in zip(axes[g], ("tokens/s", "p50 latency (ms)", "p99 latency (ms)"), strict=True):
+                ax.set_xscale("log", base=2)
+                ax.set_xlabel("concurrency")
+                ax.set_title(f"{server}, {grant}: {title}", fontsize=9)
+            axes[g][1].set_yscale("log")
+            axes[g][2].set_yscale("log")
+            axes[g][0].legend(fontsize=7)
         fig.tight_layout()
         path = stem.with_name(f"{stem.name}-http-{server}.png")
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
     growth = results.get("growth", [])
