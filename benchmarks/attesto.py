@@ -20,6 +20,7 @@ from .common import (
     CLIENT_ID,
     CLIENT_SECRET,
     CODE_CHALLENGE,
+    CODE_TTL,
     ISSUER,
     NONCE,
     REDIRECT_URI,
@@ -91,6 +92,7 @@ def make_config(keys: Keys, store_url: str) -> Config:
         keys=KeySet.from_jwks({"keys": [keys.private_jwk()]}),
         store=store_url,
         clients=(client,),
+        code_ttl=CODE_TTL,
     )
 
 

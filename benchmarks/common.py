@@ -41,6 +41,10 @@ NONCE = "n-0S6_WzA2Mj"
 CODE_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CODE_CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(CODE_VERIFIER.encode()).digest()).rstrip(b"=").decode()
 
+# Codes are minted before the run (a server mints its whole pool at start-up and the HTTP
+# stage lasts minutes), so every implementation keeps them for an hour instead of 60 s.
+CODE_TTL = 3600
+
 GRANTS = ("client_credentials", "authorization_code", "authorization_code+id_token", "refresh_token")
 STORES = ("memory", "sqlite", "redis")
 IMPLS = ("attesto", "floor", "aioauth", "authlib")

@@ -34,6 +34,7 @@ from ..common import (
     CLIENT_ID,
     CLIENT_SECRET,
     CODE_CHALLENGE,
+    CODE_TTL,
     ISSUER,
     NONCE,
     REDIRECT_URI,
@@ -213,7 +214,7 @@ def build(grant: str, store_url: str, keys: Keys) -> Built:
             "refresh_token": RefreshTokenGrantType,
         },
     )
-    settings = Settings(INSECURE_TRANSPORT=True)
+    settings = Settings(INSECURE_TRANSPORT=True, AUTHORIZATION_CODE_EXPIRES_IN=CODE_TTL)
 
     async def mint(n: int) -> list[bytes]:
         base = grant.split("+")[0]

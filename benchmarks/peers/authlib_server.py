@@ -39,6 +39,7 @@ from ..common import (
     CLIENT_ID,
     CLIENT_SECRET,
     CODE_CHALLENGE,
+    CODE_TTL,
     ISSUER,
     NONCE,
     REDIRECT_URI,
@@ -375,7 +376,7 @@ def build(grant: str, store_url: str, keys: Keys) -> Built:
                 code_challenge_method="S256",
                 auth_time=now,
                 nonce=NONCE if "openid" in scope else None,
-                expires_at=now + 300,
+                expires_at=now + CODE_TTL,
             )
             out.append(code_body(code))
         return out
