@@ -1,8 +1,10 @@
 """Stage 3: growth. Refresh rotation, in-process, with 10^3 .. 10^6 live refresh tokens
 already in the durable stores (SQLite, Redis).
 
-One store per backend is filled step by step (the tokens of a smaller step stay in it), and
-after each step attesto's refresh_token scenario is measured against it, a few slices.
+For each backend, one store per size is filled (``benchmarks/fill.py``) and attesto's
+refresh_token scenario is built on each; then the sizes are measured in interleaved rounds
+(rotated order), so that machine noise does not pass for growth. A figure is the median
+round.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from .attesto import make_config, put_refresh_tokens
 from .common import Keys
 from .env import Env
-from .inprocess import Sample, measure, percentile
+from .inprocess import Sample, call, percentile
 from .scenarios import Scenario
 from .stage_inprocess import _Running, check_response
 
@@ -30,44 +32,40 @@ async def run_growth(
     seconds: float,
     rounds: int,
     tick: Callable[[str], None],
-    fill: Callable[[str, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for store in stores:
         sc = Scenario("attesto", "refresh_token", store)
-        url = env.store_url(store)
-        built = sc.build(url, keys)
-        # A second config on the same store fills it: the filler tokens are never presented.
-        filler = make_config(keys, url)
-        live = 0
+        running: list[tuple[int, _Running]] = []
         try:
-            r = _Running(sc, built)
             for size in sorted(sizes):
-                if size > live:
-                    await put_refresh_tokens(filler, size - live, batch=50_000)
-                    live = size
-                    tick(f"{store}: {size:,} live tokens stored")
+                url = env.store_url(store)
+                built = sc.build(url, keys)
+                r = _Running(sc, built)
+                running.append((size, r))
+                # A second config on the same store fills it: the filler tokens are never presented.
+                filler = make_config(keys, url)
+                try:
+                    await put_refresh_tokens(filler, size, batch=50_000)
+                finally:
+                    await filler.backend.aclose()
                 await r.refill(0.1)
-                from .inprocess import call
-
                 status, content = await call(built.app, r.bodies.pop(0))
                 check_response(status, content, keys, "refresh_token")
-                total = Sample()
-                rates = []
-                for _ in range(rounds):
-                    await r.refill(seconds)
-                    sample, used = await measure(built.app, r.bodies, seconds=seconds, reusable=False)
-                    del r.bodies[:used]
-                    r.rate = sample.rate or r.rate
-                    rates.append(sample.rate)
-                    total.add(sample)
-                tick(f"{store}: measured at {size:,}")
+                await r.slice(min(seconds, 0.3), record=False)  # warm-up and first rate estimate
+                tick(f"{store}: {size:,} live tokens stored")
+            for i in range(rounds):
+                k = i % len(running)
+                for _, r in running[k:] + running[:k]:
+                    await r.slice(seconds, record=True)
+            for size, r in running:
+                total: Sample = r.total
                 results.append(
                     {
                         "store": store,
                         "live": size,
-                        "rate": statistics.median(rates),
-                        "rounds": [round(x, 1) for x in rates],
+                        "rate": statistics.median(r.rounds),
+                        "rounds": [round(x, 1) for x in r.rounds],
                         "ok": total.ok,
                         "failed": total.failed,
                         "first_failure": total.first_failure,
@@ -75,7 +73,8 @@ async def run_growth(
                         "p99_ms": percentile(total.latencies_ns, 0.99) / 1e6,
                     }
                 )
+                tick(f"{store}: measured at {size:,}")
         finally:
-            await filler.backend.aclose()
-            await built.aclose()
+            for _, r in running:
+                await r.built.aclose()
     return results
