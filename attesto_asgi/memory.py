@@ -50,12 +50,27 @@ class MemoryStore:
         self._revoked_jtis: dict[str, float] = {}
         self._claims: dict[str, float] = {}
         self._writes = 0
+        self._next_sweep = _SWEEP_EVERY
 
     # ------------------------------------------------------------- housekeeping
     def _wrote(self) -> None:
         self._writes += 1
-        if self._writes % _SWEEP_EVERY == 0:
+        if self._writes >= self._next_sweep:
             self._sweep(self._clock())
+            # A sweep walks every entry, so sweeps are at least as many writes apart as there
+            # are entries left: sweeping costs O(1) per write however many tokens are live.
+            self._next_sweep = self._writes + max(_SWEEP_EVERY, self._size())
+
+    def _size(self) -> int:
+        return (
+            len(self._codes)
+            + len(self._tombstones)
+            + len(self._refresh)
+            + len(self._families)
+            + len(self._jtis)
+            + len(self._revoked_jtis)
+            + len(self._claims)
+        )
 
     def _sweep(self, now: float) -> None:
         def drop(d: dict[Any, Any], expiry: Callable[[Any], float]) -> None:
