@@ -47,8 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stages", type=_csv, default=["inprocess", "http", "growth"], help="inprocess,http,growth")
     p.add_argument("--servers", type=_csv, default=["uvicorn", "granian"])
     p.add_argument("--concurrency", type=lambda v: [int(x) for x in _csv(v)], default=[1, 16, 64, 256])
-    p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 1.0; quick 0.3)")
-    p.add_argument("--rounds", type=int, default=None, help="in-process rounds (default 5; quick 2)")
+    p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 0.8; quick 0.3)")
+    p.add_argument("--rounds", type=int, default=None, help="in-process rounds (default 4; quick 2)")
     p.add_argument("--wrk-seconds", type=float, default=None, help="one wrk run (default 2; quick 1)")
     p.add_argument("--http-rounds", type=int, default=1, help="wrk runs per scenario and concurrency (median)")
     p.add_argument(
@@ -61,8 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     args = p.parse_args(argv)
     q = args.quick
-    args.seconds = args.seconds or (0.3 if q else 1.0)
-    args.rounds = args.rounds or (2 if q else 5)
+    args.seconds = args.seconds or (0.3 if q else 0.8)
+    args.rounds = args.rounds or (2 if q else 4)
     args.wrk_seconds = args.wrk_seconds or (1.0 if q else 2.0)
     args.growth = args.growth or ([1000, 10000] if q else [1000, 100_000, 1_000_000])
     return args
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                         env,
                         keys,
                         seconds=args.seconds,
-                        rounds=max(2, args.rounds // 2),
+                        rounds=args.rounds,
                         tick=ticker("growth"),
                     )
                 )
