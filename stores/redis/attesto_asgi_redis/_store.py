@@ -213,13 +213,19 @@ class RedisStore:
         self._clock = clock
         # No automatic retries: a retried script whose first reply was lost would run twice
         # (a redemption would come back as a reuse report). Errors surface; we reconnect.
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
+        # A blocking pool: a request finding every connection busy waits for one (at most
+        # ``timeout``) instead of failing; redis-py's default pool raises MaxConnectionsError
+        # past 100 connections, a 503 for any worker with over 100 requests in flight.
+        pool = aioredis.BlockingConnectionPool.from_url(
             client_url,
-            # Defaults; the URL's own socket_timeout / socket_connect_timeout win.
+            # Defaults; the URL's own socket_timeout / socket_connect_timeout / max_connections win.
             socket_connect_timeout=1.0,
             socket_timeout=2.0,
             retry=Retry(NoBackoff(), 0),
+            max_connections=64,
+            timeout=2.0,
         )
+        self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)
         c = self.client
         self._put_code = c.register_script(_PUT_CODE)
         self._take_code = c.register_script(_TAKE_CODE)
