@@ -51,15 +51,20 @@ def _check(
         return {"target": name, "value": None, "met": None, "note": "not measured in this run"}
     if at_least is not None:
         met = value >= at_least
-        margin = value / at_least - 1
         want = f">= {at_least:g}{unit}"
+        by = f"{abs(value / at_least - 1) * 100:.0f}% {'margin' if met else 'short'}"
     else:
         assert below is not None
         met = value < below
-        margin = 1 - value / below
         want = f"< {below:g}{unit}"
+        by = (
+            f"{value / below:.1f}x the limit"
+            if not met
+            else "none lost"
+            if value <= 0
+            else f"{(1 - value / below) * 100:.0f}% under"
+        )
     shown = f"{value:.2f}{unit}" if unit == "x" else f"{value:.1f}{unit}"
-    by = f"{abs(margin) * 100:.0f}% {'margin' if met else 'short'}"
     return {"target": name, "want": want, "value": round(value, 3), "shown": shown, "met": met, "by": by}
 
 
