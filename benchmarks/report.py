@@ -199,7 +199,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "### Over HTTP (one worker, wrk on loopback)",
             "",
-            "Tokens/s (p99 ms) at each concurrency; ratios at c=64 against the floor's client_credentials "
+            f"Tokens/s (p99 ms) at each concurrency, best of {results['settings'].get('http_rounds', 1)} "
+            f"run(s) of {results['settings'].get('wrk_seconds', 1):g} s; "
+            "ratios at c=64 against the floor's client_credentials "
             "and each peer on the same server.",
             "",
             "| server | grant | store | impl | "

@@ -49,8 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=lambda v: [int(x) for x in _csv(v)], default=[1, 16, 64, 256])
     p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 0.8; quick 0.3)")
     p.add_argument("--rounds", type=int, default=None, help="in-process rounds (default 4; quick 2)")
-    p.add_argument("--wrk-seconds", type=float, default=None, help="one wrk run (default 2; quick 1)")
-    p.add_argument("--http-rounds", type=int, default=1, help="wrk runs per scenario and concurrency (median)")
+    p.add_argument("--wrk-seconds", type=float, default=1.0, help="one wrk run (default 1; whole seconds)")
+    p.add_argument(
+        "--http-rounds",
+        type=int,
+        default=None,
+        help="wrk runs per scenario and concurrency (median; default 2, quick 1)",
+    )
     p.add_argument(
         "--growth",
         type=lambda v: [int(x) for x in _csv(v)],
@@ -63,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     q = args.quick
     args.seconds = args.seconds or (0.3 if q else 0.8)
     args.rounds = args.rounds or (2 if q else 4)
-    args.wrk_seconds = args.wrk_seconds or (1.0 if q else 2.0)
+    args.http_rounds = args.http_rounds or (1 if q else 2)
     args.growth = args.growth or ([1000, 10000] if q else [1000, 100_000, 1_000_000])
     return args
 
@@ -131,9 +136,17 @@ def main(argv: list[str] | None = None) -> int:
             if growth_stores:
                 tasks["growth"] = progress.add_task("growth", total=len(growth_stores) * len(args.growth) * 2, now="")
 
+            stage_seconds: dict[str, float] = {}
+            results["stage_seconds"] = stage_seconds
+
             def ticker(stage: str):  # type: ignore[no-untyped-def]
+                began = time.monotonic()
+                if not console.is_terminal:  # no live bar in a log: one line per stage
+                    console.print(f"{stage}: {progress.tasks[tasks[stage]].total} steps")
+
                 def tick(name: str) -> None:
                     progress.update(tasks[stage], advance=1, now=name)
+                    stage_seconds[stage] = round(time.monotonic() - began, 1)
 
                 return tick
 

@@ -207,7 +207,8 @@ def run_http(
 ) -> list[dict[str, Any]]:
     """For each server kind, every scenario's server is started at once; then, concurrency by
     concurrency, each gets one wrk run per round in a rotated order, so that runs compared
-    with each other are next to each other in time. A figure is the median of its rounds."""
+    with each other are next to each other in time. A figure is the best of its rounds: the
+    other tenants of a shared machine only ever slow a run down."""
     results: list[dict[str, Any]] = []
     for server in servers:
         running: list[tuple[Scenario, HTTPServer, bool]] = []
@@ -239,7 +240,7 @@ def run_http(
                         tick(f"{server} {sc.name} c={c}")
                 for sc, _, _ in running:
                     rs = sorted(runs[sc.name], key=lambda r: r["rate"])
-                    mid = rs[len(rs) // 2]
+                    best = rs[-1]
                     results.append(
                         {
                             "server": server,
@@ -247,12 +248,12 @@ def run_http(
                             "grant": sc.grant,
                             "store": sc.store,
                             "concurrency": c,
-                            "rate": mid["rate"],
+                            "rate": best["rate"],
                             "rounds": [round(r["rate"], 1) for r in runs[sc.name]],
                             "ok": sum(r["ok"] for r in rs),
                             "errors": sum(r["errors"] for r in rs),
-                            "p50_ms": mid["p50_us"] / 1000,
-                            "p99_ms": mid["p99_us"] / 1000,
+                            "p50_ms": best["p50_us"] / 1000,
+                            "p99_ms": best["p99_us"] / 1000,
                         }
                     )
         finally:
