@@ -179,18 +179,23 @@ def markdown(results: dict[str, Any]) -> str:
             f"Tokens/s, median of {results['settings']['rounds']} interleaved rounds; latency per call. "
             f"The floor's client_credentials: **{_fmt_rate(floor_rate)}/s**.",
             "",
-            "| grant | store | impl | tokens/s | p50 ms | p99 ms | x floor | x aioauth | x authlib | failed |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| grant | store | impl | tokens/s | p50 ms | p99 ms | x floor | x aioauth | x authlib | x memory "
+            "| failed |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in inp:
             peers = []
             for peer in PEERS:
                 p = _find(inp, impl=peer, grant=row["grant"], store="memory")
-                peers.append(_fmt_ratio(_ratio(row["rate"], p["rate"])) if p and row["impl"] not in PEERS else NA)
+                # Peers keep their in-memory storage: compared on the same store kind only.
+                same_kind = row["store"] == "memory" and row["impl"] not in PEERS
+                peers.append(_fmt_ratio(_ratio(row["rate"], p["rate"])) if p and same_kind else NA)
+            mem = _find(inp, impl=row["impl"], grant=row["grant"], store="memory")
+            vs_memory = _fmt_ratio(_ratio(row["rate"], mem["rate"])) if mem and row["store"] != "memory" else NA
             lines.append(
                 f"| {row['grant']} | {row['store']} | {row['impl']} | {_fmt_rate(row['rate'])} | "
                 f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {_fmt_ratio(_ratio(row['rate'], floor_rate))} | "
-                f"{peers[0]} | {peers[1]} | {row['failed']} |"
+                f"{peers[0]} | {peers[1]} | {vs_memory} | {row['failed']} |"
             )
         lines.append("")
     http = results.get("http", [])
@@ -226,7 +231,8 @@ def markdown(results: dict[str, Any]) -> str:
             ratios = [_fmt_ratio(_ratio(mine and mine["rate"], fl and fl["rate"]))]
             for peer in PEERS:
                 p = _find(http, server=server, grant=grant, store="memory", impl=peer, concurrency=64)
-                ratios.append(_fmt_ratio(_ratio(mine and mine["rate"], p and p["rate"])) if impl not in PEERS else NA)
+                same_kind = store == "memory" and impl not in PEERS
+                ratios.append(_fmt_ratio(_ratio(mine and mine["rate"], p and p["rate"])) if same_kind else NA)
             lines.append(
                 f"| {server} | {grant} | {store} | {impl} | "
                 + " | ".join(cells)
