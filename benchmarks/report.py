@@ -9,6 +9,7 @@ same grant and store kind.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,17 @@ def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
+
+
+def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """The ratio of two in-process (or growth) figures: the median of their per-round ratios
+    (each round gives both a slice, close in time), else the ratio of their figures."""
+    if a is None or b is None:
+        return None
+    ra, rb = a.get("rounds") or [], b.get("rounds") or []
+    if len(ra) == len(rb) >= 2 and all(ra) and all(rb):
+        return statistics.median(x / y for x, y in zip(ra, rb, strict=True))
+    return _ratio(a.get("rate"), b.get("rate"))
 
 
 def _fmt_ratio(r: float | None) -> str:
@@ -74,33 +86,32 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     growth = results.get("growth", [])
     out: list[dict[str, Any]] = []
 
-    def rate(impl: str, grant: str, store: str = "memory") -> float | None:
-        row = _find(inp, impl=impl, grant=grant, store=store)
-        return row["rate"] if row else None
+    def row(impl: str, grant: str, store: str = "memory") -> dict[str, Any] | None:
+        return _find(inp, impl=impl, grant=grant, store=store)
 
-    floor_cc = rate("floor", "client_credentials")
+    floor_cc = row("floor", "client_credentials")
     out.append(
         _check(
             "in-process client_credentials vs the floor",
-            _ratio(rate("attesto", "client_credentials"), floor_cc),
+            _paired(row("attesto", "client_credentials"), floor_cc),
             at_least=0.7,
         )
     )
     out.append(
         _check(
             "in-process authorization_code + PKCE (memory) vs the floor's client_credentials",
-            _ratio(rate("attesto", "authorization_code"), floor_cc),
+            _paired(row("attesto", "authorization_code"), floor_cc),
             at_least=0.6,
         )
     )
     for peer in PEERS:
         for grant in ("client_credentials", "authorization_code", "authorization_code+id_token", "refresh_token"):
-            if _find(inp, impl=peer, grant=grant) is None:
+            if row(peer, grant) is None:
                 continue
             out.append(
                 _check(
                     f"in-process {grant} (memory) vs {peer}",
-                    _ratio(rate("attesto", grant), rate(peer, grant)),
+                    _paired(row("attesto", grant), row(peer, grant)),
                     at_least=PEER_TARGET[peer],
                 )
             )
@@ -117,7 +128,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(
         _check(
             "in-process refresh rotation, Redis vs memory",
-            _ratio(rate("attesto", "refresh_token", "redis"), rate("attesto", "refresh_token")),
+            _paired(row("attesto", "refresh_token", "redis"), row("attesto", "refresh_token")),
             at_least=0.5,
         )
     )
@@ -145,7 +156,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for store in ("sqlite", "redis"):
         rows = sorted((g for g in growth if g["store"] == store), key=lambda g: g["live"])
         if len(rows) >= 2:
-            loss = 1 - rows[-1]["rate"] / rows[0]["rate"]
+            loss = 1 - (_paired(rows[-1], rows[0]) or 0.0)
             out.append(
                 _check(
                     f"growth {rows[0]['live']:,} -> {rows[-1]['live']:,} live tokens on {store}: throughput lost",
@@ -176,7 +187,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "### In-process (ASGI app called directly, one core)",
             "",
-            f"Tokens/s, median of {results['settings']['rounds']} interleaved rounds; latency per call. "
+            f"Tokens/s, median of {results['settings']['rounds']} interleaved rounds; ratios are medians of "
+            "per-round ratios; latency per call. "
             f"The floor's client_credentials: **{_fmt_rate(floor_rate)}/s**.",
             "",
             "| grant | store | impl | tokens/s | p50 ms | p99 ms | x floor | x aioauth | x authlib | x memory "
@@ -189,12 +201,12 @@ def markdown(results: dict[str, Any]) -> str:
                 p = _find(inp, impl=peer, grant=row["grant"], store="memory")
                 # Peers keep their in-memory storage: compared on the same store kind only.
                 same_kind = row["store"] == "memory" and row["impl"] not in PEERS
-                peers.append(_fmt_ratio(_ratio(row["rate"], p["rate"])) if p and same_kind else NA)
+                peers.append(_fmt_ratio(_paired(row, p)) if p and same_kind else NA)
             mem = _find(inp, impl=row["impl"], grant=row["grant"], store="memory")
-            vs_memory = _fmt_ratio(_ratio(row["rate"], mem["rate"])) if mem and row["store"] != "memory" else NA
+            vs_memory = _fmt_ratio(_paired(row, mem)) if mem and row["store"] != "memory" else NA
             lines.append(
                 f"| {row['grant']} | {row['store']} | {row['impl']} | {_fmt_rate(row['rate'])} | "
-                f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {_fmt_ratio(_ratio(row['rate'], floor_rate))} | "
+                f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {_fmt_ratio(_paired(row, floor))} | "
                 f"{peers[0]} | {peers[1]} | {vs_memory} | {row['failed']} |"
             )
         lines.append("")
@@ -254,7 +266,7 @@ def markdown(results: dict[str, Any]) -> str:
             for g in rows:
                 lines.append(
                     f"| {store} | {g['live']:,} | {_fmt_rate(g['rate'])} | {g['p50_ms']:.3f} | "
-                    f"{g['p99_ms']:.3f} | {_fmt_ratio(_ratio(g['rate'], rows[0]['rate']))} |"
+                    f"{g['p99_ms']:.3f} | {_fmt_ratio(_paired(g, rows[0]))} |"
                 )
         lines.append("")
     targets = results.get("targets", [])

@@ -47,8 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stages", type=_csv, default=["inprocess", "http", "growth"], help="inprocess,http,growth")
     p.add_argument("--servers", type=_csv, default=["uvicorn", "granian"])
     p.add_argument("--concurrency", type=lambda v: [int(x) for x in _csv(v)], default=[1, 16, 64, 256])
-    p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 0.8; quick 0.3)")
-    p.add_argument("--rounds", type=int, default=None, help="in-process rounds (default 4; quick 2)")
+    p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 0.4; quick 0.3)")
+    p.add_argument("--rounds", type=int, default=None, help="in-process rounds (default 8; quick 2)")
     p.add_argument("--wrk-seconds", type=float, default=1.0, help="one wrk run (default 1; whole seconds)")
     p.add_argument(
         "--http-rounds",
@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     args = p.parse_args(argv)
     q = args.quick
-    args.seconds = args.seconds or (0.3 if q else 0.8)
-    args.rounds = args.rounds or (2 if q else 4)
+    args.seconds = args.seconds or (0.3 if q else 0.4)
+    args.rounds = args.rounds or (2 if q else 8)
     args.http_rounds = args.http_rounds or (1 if q else 2)
     args.growth = args.growth or ([1000, 10000] if q else [1000, 100_000, 1_000_000])
     return args

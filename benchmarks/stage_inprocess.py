@@ -1,9 +1,11 @@
-"""Stage 1: in-process, every scenario of a grant interleaved in the same process.
+"""Stage 1: in-process, every scenario interleaved in the same process.
 
-For each grant, every runnable scenario (attesto on each store, the floor, the peers) is
-built once; then ``rounds`` rounds each give every scenario one ``slice`` of requests, in a
-rotated order, so that noise from other work on the machine hits them alike. A scenario's
-figure is its median round rate; latency percentiles pool every round.
+Every runnable scenario (attesto on each store, the floor, the peers) is built once; then
+``rounds`` rounds each give every scenario one ``slice`` of requests, in a rotated order, so
+that noise from other work on the machine hits them alike, and any two scenarios have one
+slice each in every round. A scenario's figure is its median round; a ratio between two
+scenarios is the median of their per-round ratios (``benchmarks/report.py``). Latency
+percentiles pool every round.
 """
 
 from __future__ import annotations
@@ -71,44 +73,40 @@ async def run_inprocess(
     tick: Callable[[str], None],
     warmup: float = 0.3,
 ) -> list[dict[str, Any]]:
-    """Run every scenario (grouped by grant); ``tick`` is called once per slice."""
+    """Run every scenario; ``tick`` is called once per slice."""
     results: list[dict[str, Any]] = []
-    by_grant: dict[str, list[Scenario]] = {}
-    for sc in scenarios:
-        by_grant.setdefault(sc.grant, []).append(sc)
-    for grant, group in by_grant.items():
-        running: list[_Running] = []
-        try:
-            for sc in group:
-                built = sc.build(env.store_url(sc.store), keys)
-                r = _Running(sc, built)
-                running.append(r)
-                await r.refill(0.1)
-                status, content = await call(built.app, r.bodies.pop(0) if not built.reusable else r.bodies[0])
-                check_response(status, content, keys, grant)
-                await r.slice(warmup, record=False)  # warm-up and first rate estimate
-            for i in range(rounds):
-                k = i % len(running)
-                for r in running[k:] + running[:k]:
-                    await r.slice(seconds, record=True)
-                    tick(r.scenario.name)
-        finally:
-            for r in running:
-                await r.built.aclose()
+    running: list[_Running] = []
+    try:
+        for sc in scenarios:
+            built = sc.build(env.store_url(sc.store), keys)
+            r = _Running(sc, built)
+            running.append(r)
+            await r.refill(0.1)
+            status, content = await call(built.app, r.bodies.pop(0) if not built.reusable else r.bodies[0])
+            check_response(status, content, keys, sc.grant)
+            await r.slice(warmup, record=False)  # warm-up and first rate estimate
+        for i in range(rounds):
+            k = i % len(running)
+            for r in running[k:] + running[:k]:
+                await r.slice(seconds, record=True)
+                tick(r.scenario.name)
+    finally:
         for r in running:
-            lat = r.total.latencies_ns
-            results.append(
-                {
-                    "impl": r.scenario.impl,
-                    "grant": r.scenario.grant,
-                    "store": r.scenario.store,
-                    "rate": statistics.median(r.rounds),
-                    "rounds": [round(x, 1) for x in r.rounds],
-                    "ok": r.total.ok,
-                    "failed": r.total.failed,
-                    "first_failure": r.total.first_failure,
-                    "p50_ms": percentile(lat, 0.50) / 1e6,
-                    "p99_ms": percentile(lat, 0.99) / 1e6,
-                }
-            )
+            await r.built.aclose()
+    for r in running:
+        lat = r.total.latencies_ns
+        results.append(
+            {
+                "impl": r.scenario.impl,
+                "grant": r.scenario.grant,
+                "store": r.scenario.store,
+                "rate": statistics.median(r.rounds),
+                "rounds": [round(x, 1) for x in r.rounds],
+                "ok": r.total.ok,
+                "failed": r.total.failed,
+                "first_failure": r.total.first_failure,
+                "p50_ms": percentile(lat, 0.50) / 1e6,
+                "p99_ms": percentile(lat, 0.99) / 1e6,
+            }
+        )
     return results
