@@ -67,7 +67,6 @@ class AttestoMiddleware:
         self.app = app
         self.config = config
         self.authenticator = ClientAuthenticator(config)
-        self.token_path = config.token_path
         routes: dict[str, Handler] = {
             config.token_path: self._post_endpoint("token", self._token_call),
             config.revocation_path: self._post_endpoint("revocation", self._revocation_call),

@@ -1,6 +1,6 @@
 """Client authentication at the token endpoint (RFC 6749 §2.3, RFC 7523 §2.2 / §3).
 
-``authenticate_client`` takes the ``Authorization`` header (or None) and the form, and
+``ClientAuthenticator.authenticate`` takes the ``Authorization`` header (or None) and the form, and
 returns the authenticated client or raises ``OAuthError``. Every failure but "two methods
 at once" and "body client_id differs" is one generic ``invalid_client``; the reason goes
 to ``detail`` (logged), never to the client.
@@ -24,7 +24,7 @@ from ..config import Config
 from ..errors import INVALID_CLIENT, INVALID_REQUEST, OAuthError
 from ..model import Client
 
-__all__ = ["ASSERTION_TYPE", "MAX_ASSERTION_BYTES", "Authenticated", "ClientAuthenticator", "authenticate_client"]
+__all__ = ["ASSERTION_TYPE", "MAX_ASSERTION_BYTES", "Authenticated", "ClientAuthenticator"]
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_BYTES: Final = 8192  # LESSONS: bound the size of every JOSE input
@@ -244,8 +244,3 @@ class ClientAuthenticator:
             raise fail("assertion issued in the future (iat)", False)
         if not claims.jti:
             raise fail("assertion without jti", False)
-
-
-def authenticate_client(config: Config) -> ClientAuthenticator:
-    """The authenticator for one Config (keys and audiences prepared once)."""
-    return ClientAuthenticator(config)
