@@ -165,6 +165,9 @@ async def _mint(ctx: Context, client: Client, record: RefreshRecord, plan: _Plan
             acr=record.acr,
             amr=record.amr,
             sid=record.sid,
+            # The family travels in the token (fid), so revoking it reaches this ID token too
+            # (token exchange refuses a subject ID token of a revoked family).
+            family_id=record.family_id,
         )
     return _Minted(at, id_token)
 

@@ -717,6 +717,8 @@ async def test_id_token_on_refresh_follows_oidc_core_12_2(make_env: MakeEnv, clo
     assert claims["sid"] == "s-1"
     assert "nonce" not in claims
     assert claims["at_hash"] == half_hash(body["access_token"], env.config.keys.active_alg)
+    # Same family as the refresh token, so a family revocation reaches this ID token too.
+    assert claims["fid"] == body["refresh_token"].split(".")[0] == rt0.split(".")[0]
 
 
 async def test_no_id_token_without_openid_or_with_the_flag_off(make_env: MakeEnv) -> None:
