@@ -9,14 +9,17 @@ KDF would cap the endpoint at a few hundred requests per second; see docs/securi
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 
 __all__ = [
     "HASH_PREFIX",
     "b64url",
+    "b64url_bytes",
     "hash_client_secret",
     "is_hashed_secret",
     "new_id",
@@ -28,18 +31,28 @@ __all__ = [
 HASH_PREFIX = "hmac-sha256$"
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url_bytes(data: bytes) -> bytes:
+    """RFC 4648 §5 base64url without padding (RFC 7515 §2), in one C call and a translate:
+    on the hot path, ``base64.urlsafe_b64encode`` costs two more Python frames per call."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_bytes(data).decode("ascii")
 
 
 def new_token() -> str:
-    """A fresh 256-bit bearer secret, base64url without padding (43 characters)."""
-    return secrets.token_urlsafe(32)
+    """A fresh 256-bit bearer secret, base64url without padding (43 characters). ``os.urandom``
+    is what ``secrets.token_urlsafe`` reads too (the OS CSPRNG), without its extra frames."""
+    return b64url(os.urandom(32))
 
 
 def new_id() -> str:
     """A fresh 128-bit identifier (family ids, ``jti``), base64url (22 characters)."""
-    return secrets.token_urlsafe(16)
+    return b64url(os.urandom(16))
 
 
 def token_hash(token: str) -> str:

@@ -7,7 +7,6 @@ published in the JWKS, so tokens signed before a rotation still verify.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jwk import KeySet as _JoseKeySet
+
+from ._secrets import b64url_bytes
 
 __all__ = ["SUPPORTED_ALGS", "KeySet", "SigningKey"]
 
@@ -46,8 +47,7 @@ _HASHES: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
 }
 
 
-def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+_b64 = b64url_bytes
 
 
 def _raw_signer(key: JoseKey, alg: str) -> Callable[[bytes], bytes]:

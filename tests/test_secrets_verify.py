@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from attesto_asgi._secrets import hash_client_secret, verify_client_secret
+import base64
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from attesto_asgi._secrets import b64url, hash_client_secret, new_id, new_token, verify_client_secret
 from attesto_asgi.core.client_auth import _parse_basic
 
 
@@ -39,3 +45,17 @@ def test_basic_credentials_are_form_decoded_only_when_encoded() -> None:
     assert _parse_basic(header("plain:secret")) == ("plain", "secret")
     assert _parse_basic(header("no-colon")) is None
     assert _parse_basic("Bearer abc") is None
+
+
+@given(st.binary(max_size=200))
+def test_b64url_is_rfc4648_base64url_without_padding(data: bytes) -> None:
+    assert b64url(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_new_secrets_are_fresh_base64url_of_the_documented_size() -> None:
+    tokens = {new_token() for _ in range(200)}
+    ids = {new_id() for _ in range(200)}
+    assert len(tokens) == 200
+    assert len(ids) == 200
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43}", t) for t in tokens)  # 256 bits
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) for i in ids)  # 128 bits

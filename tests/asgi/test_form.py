@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from attesto_asgi import OAuthError
-from attesto_asgi.asgi.form import parse_form
+from attesto_asgi.asgi.form import MULTI_VALUED, parse_form
 from tests.helpers import SVC_SECRET
 
 AUTH = ("svc", SVC_SECRET)
@@ -48,6 +51,40 @@ def test_malformed_forms_are_invalid_request(body: bytes) -> None:
     with pytest.raises(OAuthError) as info:
         parse_form(body)
     assert info.value.error == "invalid_request"
+
+
+def reference(body: bytes) -> tuple[dict[str, str], dict[str, tuple[str, ...]]] | None:
+    """What parse_form must answer, written plainly on parse_qsl: None where it must refuse."""
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    single = [(k, v) for k, v in pairs if k not in MULTI_VALUED]
+    names = [k for k, _ in single]
+    if "" in names or len(names) != len(set(names)):
+        return None
+    multi: dict[str, list[str]] = {}
+    for k, v in pairs:
+        if k in MULTI_VALUED and v:
+            multi.setdefault(k, []).append(v)
+    return {k: v for k, v in single if v}, {k: tuple(v) for k, v in multi.items()}
+
+
+_names = st.sampled_from(["grant_type", "scope", "code", "resource", "audience", "client_id", "x", ""])
+_values = st.sampled_from(["", "a", "read write", "https://rs.example/x", "ü", "a+b", "%"])
+
+
+@given(st.lists(st.tuples(_names, _values), min_size=1, max_size=8))
+def test_parse_form_agrees_with_a_plain_reading_of_parse_qsl(fields: list[tuple[str, str]]) -> None:
+    # The fast path (names once, none blank) and the general loop must answer alike.
+    body = urlencode(fields).encode()
+    expected = reference(body)
+    if expected is None:
+        with pytest.raises(OAuthError):
+            parse_form(body)
+        return
+    form = parse_form(body)
+    assert (form.params, form.multi) == expected
 
 
 async def raw(
