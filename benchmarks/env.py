@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Env", "RedisServer", "ensure_store_backends", "ensure_wrk", "free_port", "machine"]
+__all__ = ["Env", "RedisServer", "ensure_apt_tool", "ensure_store_backends", "ensure_wrk", "free_port", "machine"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,24 +41,29 @@ def wait_port(port: int, timeout: float, proc: subprocess.Popen[Any] | None = No
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def ensure_wrk() -> str:
-    """The path of wrk, installing the Debian package when it is missing."""
-    found = shutil.which("wrk")
+def ensure_apt_tool(binary: str, package: str) -> str:
+    """The path of ``binary``, installing its Debian ``package`` when it is missing."""
+    found = shutil.which(binary)
     if found:
         return found
     if shutil.which("apt-get") is None:
-        raise RuntimeError("wrk is missing and apt-get is not available: install wrk (https://github.com/wg/wrk)")
+        raise RuntimeError(f"{binary} is missing and apt-get is not available: install {package}")
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    print("installing wrk (apt-get install -y wrk)...", file=sys.stderr)
+    print(f"installing {binary} (apt-get install -y {package})...", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     quiet = {"stdout": subprocess.DEVNULL, "env": env}
-    if subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], check=False, **quiet).returncode:  # type: ignore[call-overload]
+    if subprocess.run([*sudo, "apt-get", "install", "-y", "-q", package], check=False, **quiet).returncode:  # type: ignore[call-overload]
         subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, **quiet)  # type: ignore[call-overload]
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], check=True, **quiet)  # type: ignore[call-overload]
-    found = shutil.which("wrk")
+        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", package], check=True, **quiet)  # type: ignore[call-overload]
+    found = shutil.which(binary)
     if not found:
-        raise RuntimeError("wrk did not install")
+        raise RuntimeError(f"{package} did not install")
     return found
+
+
+def ensure_wrk() -> str:
+    """The path of wrk (https://github.com/wg/wrk), installing the Debian package when missing."""
+    return ensure_apt_tool("wrk", "wrk")
 
 
 def ensure_store_backends(stores: list[str]) -> list[str]:

@@ -269,6 +269,29 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{g['p99_ms']:.3f} | {_fmt_ratio(_paired(g, rows[0]))} |"
                 )
         lines.append("")
+    counted = results.get("instructions", [])
+    if counted:
+        floor_row = _find(counted, impl="floor", grant="client_credentials")
+        floor_n = floor_row["instructions"] if floor_row else None
+        lines += [
+            "### Instructions per request (callgrind, memory store)",
+            "",
+            "User-space instructions one in-process request executes (the difference of two runs "
+            f"of {counted[0]['requests'][0]} and {counted[0]['requests'][1]} requests): repeatable to "
+            "well under 1% however busy the machine is. The ratios are *speed* ratios "
+            "(the other's instructions over this one's), comparable with the tokens/s ratios above.",
+            "",
+            "| grant | impl | instructions | x floor | x aioauth | x authlib |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for row in counted:
+            n = row["instructions"]
+            cells = [_fmt_ratio(_ratio(floor_n, n))]
+            for peer in PEERS:
+                p = _find(counted, impl=peer, grant=row["grant"])
+                cells.append(_fmt_ratio(_ratio(p["instructions"], n)) if p and row["impl"] not in PEERS else NA)
+            lines.append(f"| {row['grant']} | {row['impl']} | {n:,} | " + " | ".join(cells) + " |")
+        lines.append("")
     targets = results.get("targets", [])
     if targets:
         lines += ["### Targets", "", "| target | wanted | measured | met |", "|---|---|---|---|"]

@@ -28,6 +28,7 @@ from .scenarios import Scenario, all_scenarios
 from .stage_growth import run_growth
 from .stage_http import run_http
 from .stage_inprocess import run_inprocess
+from .stage_instructions import run_instructions
 
 __all__ = ["main"]
 
@@ -44,7 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--impl", type=_csv, default=list(IMPLS), help=f"comma list of {','.join(IMPLS)}")
     p.add_argument("--grant", type=_csv, default=list(GRANTS), help=f"comma list of {','.join(GRANTS)}")
     p.add_argument("--store", type=_csv, default=list(STORES), help=f"comma list of {','.join(STORES)}")
-    p.add_argument("--stages", type=_csv, default=["inprocess", "http", "growth"], help="inprocess,http,growth")
+    p.add_argument(
+        "--stages",
+        type=_csv,
+        default=["inprocess", "http", "growth"],
+        help="inprocess,http,growth (the default) and instructions (opt-in: callgrind, 5-10 minutes)",
+    )
     p.add_argument("--servers", type=_csv, default=["uvicorn", "granian"])
     p.add_argument("--concurrency", type=lambda v: [int(x) for x in _csv(v)], default=[1, 16, 64, 256])
     p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 0.4; quick 0.3)")
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "inprocess": [],
         "http": [],
         "growth": [],
+        "instructions": [],
     }
     keys = Keys.generate()
     env = Env()
@@ -135,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                 tasks["http"] = progress.add_task("over HTTP", total=total, now="")
             if growth_stores:
                 tasks["growth"] = progress.add_task("growth", total=len(growth_stores) * len(args.growth) * 2, now="")
+            if "instructions" in args.stages:
+                in_memory = sum(sc.store == "memory" for sc in scenarios)
+                tasks["instructions"] = progress.add_task("instructions", total=2 * in_memory, now="")
 
             stage_seconds: dict[str, float] = {}
             results["stage_seconds"] = stage_seconds
@@ -185,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
                         rounds=args.rounds,
                         tick=ticker("growth"),
                     )
+                )
+            if "instructions" in args.stages:
+                small, large = (20, 120) if args.quick else (200, 1200)
+                results["instructions"] = run_instructions(
+                    scenarios, small=small, large=large, tick=ticker("instructions")
                 )
     finally:
         env.close()

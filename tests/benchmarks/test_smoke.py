@@ -177,3 +177,32 @@ def test_a_missed_target_says_by_how_much() -> None:
     assert target["met"] is False
     assert target["shown"] == "0.50x"
     assert target["by"] == "29% short"
+
+
+def test_instruction_counts_under_callgrind() -> None:
+    # The opt-in callgrind stage: one scenario, few requests (valgrind makes Python ~50x slower).
+    from benchmarks.stage_instructions import run_instructions
+
+    seen: list[str] = []
+    rows = run_instructions(
+        [Scenario("floor", "client_credentials", "memory"), Scenario("attesto", "client_credentials", "sqlite")],
+        small=1,
+        large=4,
+        tick=seen.append,
+    )
+    assert len(seen) == 2  # the sqlite scenario is not counted: memory store only
+    assert [(r["impl"], r["grant"]) for r in rows] == [("floor", "client_credentials")]
+    # An ES256 signature alone is a few hundred thousand instructions.
+    assert rows[0]["instructions"] > 100_000
+    assert "Instructions per request" in markdown(
+        {
+            "machine": machine(),
+            "started": "now",
+            "settings": {"rounds": 1},
+            "inprocess": [],
+            "http": [],
+            "growth": [],
+            "skipped": [],
+            "instructions": rows,
+        }
+    )

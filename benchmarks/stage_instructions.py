@@ -1,0 +1,115 @@
+"""Stage 4 (opt-in, ``--stages instructions``): CPU instructions per request, under callgrind.
+
+Tokens/s on a shared 2-core machine move with the neighbours; the number of instructions a
+request executes does not. ``valgrind --tool=callgrind`` counts the user-space instructions
+of a whole process, repeatably (the same count twice whatever else the machine does), so
+each in-process scenario on the memory store runs twice under it, with ``small`` and with
+``large`` requests after one warm-up request; the difference divided by ``large - small`` is
+the cost of one request, with start-up, imports and minting the request bodies cancelled
+out. Kernel time (the ``getrandom`` system call, for one) is not counted: the figure is a
+complement to tokens/s, not a replacement. Use it to judge a hot-path change to 1%.
+
+``python -m benchmarks.stage_instructions <impl> <grant> <n>`` is the measured process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .common import Keys
+from .env import ensure_apt_tool
+from .inprocess import call
+from .scenarios import Scenario
+from .stage_inprocess import check_response
+
+__all__ = ["count", "run_instructions", "warm"]
+
+_COLLECTED = re.compile(rb"Collected : (\d+)")
+
+
+async def _serve(scenario: Scenario, n: int) -> None:
+    keys = Keys.generate()
+    built = scenario.build("memory://", keys)
+    bodies = await built.bodies(1 if built.reusable else n + 1)
+    if built.reusable:
+        bodies = bodies * (n + 1)
+    status, content = await call(built.app, bodies[0])
+    check_response(status, content, keys, scenario.grant)
+    for body in bodies[1 : n + 1]:
+        status, content = await call(built.app, body)
+        if status != 200:
+            raise AssertionError(f"{scenario.name}: {status} {content[:200]!r}")
+    await built.aclose()
+
+
+def _measured(scenario: Scenario, n: int) -> list[str]:
+    # -B: neither run writes bytecode, so both see the same compiled modules on disk.
+    return [sys.executable, "-B", "-m", "benchmarks.stage_instructions", scenario.impl, scenario.grant, str(n)]
+
+
+def warm(scenario: Scenario) -> None:
+    """One native run first: it writes every module's bytecode, so the two counted runs load
+    the same files (a run that compiled a module would count the compiler), and it proves
+    the scenario answers before valgrind spends a minute on it."""
+    cmd = [sys.executable, "-m", "benchmarks.stage_instructions", scenario.impl, scenario.grant, "1"]
+    done = subprocess.run(cmd, capture_output=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{scenario.name} failed: {done.stderr[-600:].decode(errors='replace')}")
+
+
+def count(valgrind: str, scenario: Scenario, n: int) -> int:
+    """Instructions of one whole process serving ``n`` requests (after one warm-up request)."""
+    cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *_measured(scenario, n)]
+    done = subprocess.run(cmd, capture_output=True, check=False)
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode or found is None:
+        raise RuntimeError(f"{scenario.name} under callgrind failed: {done.stderr[-600:].decode(errors='replace')}")
+    return int(found.group(1))
+
+
+def run_instructions(
+    scenarios: list[Scenario], *, small: int, large: int, tick: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Per-request instructions of every in-process scenario on the memory store."""
+    valgrind = ensure_apt_tool("valgrind", "valgrind")
+    chosen = [sc for sc in scenarios if sc.store == "memory"]
+    for sc in chosen:
+        warm(sc)
+    jobs = [(sc, n) for sc in chosen for n in (small, large)]
+
+    def one(job: tuple[Scenario, int]) -> int:
+        sc, n = job
+        total = count(valgrind, sc, n)
+        tick(f"{sc.name} n={n}")
+        return total
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one valgrind per core
+        totals = list(pool.map(one, jobs))
+    out = []
+    for i, sc in enumerate(chosen):
+        few, many = totals[2 * i], totals[2 * i + 1]
+        out.append(
+            {
+                "impl": sc.impl,
+                "grant": sc.grant,
+                "store": sc.store,
+                "instructions": round((many - few) / (large - small)),
+                "requests": [small, large],
+            }
+        )
+    return out
+
+
+def main(argv: list[str]) -> None:
+    impl, grant, n = argv
+    asyncio.run(_serve(Scenario(impl, grant, "memory"), int(n)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
