@@ -193,7 +193,6 @@ def machine() -> dict[str, Any]:
         "granian",
         "uvloop",
         "httptools",
-        "aiosqlite",
         "redis",
     ):
         with contextlib.suppress(PackageNotFoundError):
