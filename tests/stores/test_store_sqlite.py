@@ -570,3 +570,22 @@ async def test_aclose_answers_the_queued_operations(tmp_path: Path) -> None:
         assert await asyncio.gather(*(reopened.claim_once(f"q{i}", 60) for i in range(3))) == [False] * 3
     finally:
         await reopened.aclose()
+
+
+async def test_reads_do_not_wait_for_the_writer_and_see_only_commits(tmp_path: Path) -> None:
+    clock = ContractClock(controllable=True)
+    store = _store(tmp_path / "reader.db", clock)
+    try:
+        await store.claim_once("warm-up", 60)
+        trace = await traced(store)
+        trace.hold_commits()
+        revoking = asyncio.ensure_future(store.revoke_family("fam-r", clock() + 60))
+        await trace.held()
+        # The writer is stuck at its COMMIT; a read still answers, from the last commit.
+        assert await store.family_revoked("fam-r") is False
+        trace.release()
+        assert await revoking is True
+        assert await store.family_revoked("fam-r") is True
+    finally:
+        trace.release()
+        await store.aclose()
