@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from attesto_asgi_sqlite import SCHEMA_VERSION, SQLiteOptions, SQLiteStore, parse_sqlite_url
-from attesto_asgi_sqlite._store import _PENDING_PER_BATCH
 
 from attesto_asgi import StoreUnavailable, open_store
 from attesto_asgi.model import AlreadyRotated, CodeReused, Rotated
@@ -531,10 +530,12 @@ async def test_queue_is_bounded(tmp_path: Path) -> None:
         first = asyncio.ensure_future(store.claim_once("first", 60))
         await trace.held()
         tasks = [asyncio.ensure_future(store.claim_once(f"k{i}", 60)) for i in range(30)]
-        await until(lambda: _pending(store) == 2 * _PENDING_PER_BATCH)
+        assert store._open is not None
+        assert store._open.writes.limit == 8  # 4 x batch, as documented
+        await until(lambda: _pending(store) == 8)
         for _ in range(20):  # the other callers wait for room instead of queueing
             await asyncio.sleep(0)
-        assert _pending(store) == 2 * _PENDING_PER_BATCH
+        assert _pending(store) == 8
         trace.release()
         assert await first is True
         assert await asyncio.gather(*tasks) == [True] * 30

@@ -434,10 +434,16 @@ class _Batcher:
         self._max_batch = max_batch
         self._path = path
         self._queue: deque[_Queued] = deque()
-        self._room = asyncio.Semaphore(max_batch * _PENDING_PER_BATCH)
+        self._limit = max_batch * _PENDING_PER_BATCH
+        self._room = asyncio.Semaphore(self._limit)
         self._wake = asyncio.Event()
         self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=name)
+
+    @property
+    def limit(self) -> int:
+        """How many operations may wait in the queue."""
+        return self._limit
 
     @property
     def pending(self) -> int:
