@@ -198,7 +198,6 @@ def machine() -> dict[str, Any]:
         "granian",
         "uvloop",
         "httptools",
-        "aiosqlite",
         "redis",
     ):
         with contextlib.suppress(PackageNotFoundError):

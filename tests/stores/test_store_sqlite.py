@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from attesto_asgi_sqlite import SCHEMA_VERSION, SQLiteOptions, SQLiteStore, parse_sqlite_url
 
 from attesto_asgi import StoreUnavailable, open_store
-from attesto_asgi.model import CodeReused, Rotated
+from attesto_asgi.model import AlreadyRotated, CodeReused, Rotated
 from attesto_asgi.store import Store
 from attesto_asgi.testing import StoreContract, StoreFactory
 from attesto_asgi.testing.store_contract import ContractClock, make_code, make_refresh, successor_of
@@ -73,9 +74,9 @@ def test_url_paths(url: str, path: str) -> None:
 
 
 def test_url_options() -> None:
-    opts = parse_sqlite_url("sqlite:///a.db?busy_timeout=50&retries=1&synchronous=normal&pool=2&purge_interval=5")
+    opts = parse_sqlite_url("sqlite:///a.db?busy_timeout=50&retries=1&synchronous=normal&batch=2&purge_interval=5")
     assert opts == SQLiteOptions(
-        path="a.db", busy_timeout_ms=50, retries=1, synchronous="NORMAL", pool=2, purge_interval=5.0
+        path="a.db", busy_timeout_ms=50, retries=1, synchronous="NORMAL", batch=2, purge_interval=5.0
     )
     assert parse_sqlite_url("sqlite:///a.db").synchronous == "FULL"  # durable by default
 
@@ -87,7 +88,7 @@ def test_url_options() -> None:
         "sqlite://",
         "sqlite:///a.db?nope=1",
         "sqlite:///a.db?synchronous=off",
-        "sqlite:///a.db?pool=0",
+        "sqlite:///a.db?batch=0",
         "redis:///a.db",
     ],
 )
@@ -204,7 +205,7 @@ async def test_short_busy_spell_is_retried_not_failed(tmp_path: Path) -> None:
 async def test_cancelled_rotation_leaves_no_open_transaction(tmp_path: Path) -> None:
     path = tmp_path / "cancel.db"
     clock = ContractClock(controllable=True)
-    store = _store(path, clock, pool=1)
+    store = _store(path, clock)
     try:
         rt = make_refresh(clock())
         await store.put_refresh(rt)
@@ -288,4 +289,304 @@ async def test_purge_runs_in_the_background(tmp_path: Path) -> None:
                 break
         assert _count(path, "claims") == 0
     finally:
+        await store.aclose()
+
+
+# -------------------------------------------------------------------- group commit
+
+
+class Trace:
+    """Every statement the writer's connection runs, from sqlite3's trace callback (called
+    on the writer thread as each statement starts). ``hold_commits`` stops the writer at its
+    next ``COMMIT`` until ``release``: a batch caught in flight, without a timer."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.at_commit = threading.Event()
+        self._released = threading.Event()
+        self._released.set()
+
+    def __call__(self, sql: str) -> None:
+        self.statements.append(" ".join(sql.split()).upper())
+        if self.statements[-1] == "COMMIT" and not self._released.is_set():
+            self.at_commit.set()
+            self._released.wait(30)  # a guard against a hung test, not a measurement
+
+    def count(self, statement: str) -> int:
+        return self.statements.count(statement)
+
+    def batches(self) -> list[int]:
+        """Operations (savepoints) per transaction, in order."""
+        sizes: list[int] = []
+        for sql in self.statements:
+            if sql == "BEGIN IMMEDIATE":
+                sizes.append(0)
+            elif sql == "SAVEPOINT OP":
+                sizes[-1] += 1
+        return sizes
+
+    def hold_commits(self) -> None:
+        self.at_commit.clear()
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def held(self) -> None:
+        """Wait (off the event loop) until the writer is held at a COMMIT."""
+        assert await asyncio.to_thread(self.at_commit.wait, 30)
+
+
+async def traced(store: SQLiteStore) -> Trace:
+    trace = Trace()
+    await store._on_writer(lambda conn: conn.set_trace_callback(trace))
+    return trace
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let other tasks run until ``condition`` holds (bounded in loop turns, not time)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+def _pending(store: SQLiteStore) -> int:
+    assert store._open is not None
+    return store._open.writes.pending
+
+
+async def test_concurrent_writes_commit_in_shared_transactions(tmp_path: Path) -> None:
+    store = _store(tmp_path / "group.db", batch=10)
+    try:
+        await store.claim_once("warm-up", 60)
+        trace = await traced(store)
+        claimed = await asyncio.gather(*(store.claim_once(f"k{i}", 60) for i in range(50)))
+        assert claimed == [True] * 50
+        # 50 operations, fewer transactions, none larger than the batch limit; one COMMIT each.
+        sizes = trace.batches()
+        assert sum(sizes) == 50
+        assert 5 <= len(sizes) < 50
+        assert max(sizes) <= 10
+        assert trace.count("COMMIT") == len(sizes)
+        assert await asyncio.gather(*(store.claim_once(f"k{i}", 60) for i in range(50))) == [False] * 50
+    finally:
+        await store.aclose()
+
+
+async def test_operations_in_one_batch_see_each_other(tmp_path: Path) -> None:
+    clock = ContractClock(controllable=True)
+    store = _store(tmp_path / "see.db", clock)
+    try:
+        code = make_code(clock())
+        rt = make_refresh(clock())
+        await store.put_code(code)
+        await store.put_refresh(rt)
+        trace = await traced(store)
+        succ_a, succ_b = successor_of(rt, clock()), successor_of(rt, clock())
+        late = make_refresh(clock(), family_id="fam-late")
+        answers = await asyncio.gather(
+            store.take_code(code.code_hash),
+            store.take_code(code.code_hash),
+            store.rotate_refresh(rt.family_id, rt.token_hash, succ_a, None),
+            store.rotate_refresh(rt.family_id, rt.token_hash, succ_b, None),
+            store.claim_once("jti", 60),
+            store.claim_once("jti", 60),
+            store.revoke_family("fam-late", clock() + 60),
+            store.put_refresh(late),
+        )
+        assert trace.batches() == [8]  # one transaction
+        assert answers[0] == code
+        assert answers[1] == CodeReused(family_id=code.family_id, client_id=code.client_id)
+        assert answers[2] == Rotated(record=rt)
+        assert isinstance(answers[3], AlreadyRotated)
+        assert answers[3].record.successor_hash == succ_a.token_hash
+        assert answers[4:] == [True, False, True, False]
+    finally:
+        await store.aclose()
+
+
+async def test_a_failing_operation_rolls_back_alone(tmp_path: Path) -> None:
+    path = tmp_path / "alone.db"
+    store = _store(path)
+    try:
+        await store.claim_once("warm-up", 60)
+        trace = await traced(store)
+
+        def half_then_sql_error(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO claims (key, until) VALUES ('half-sql', 1e12)")
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        def half_then_bug(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO claims (key, until) VALUES ('half-bug', 1e12)")
+            raise ValueError("a bug in the operation")
+
+        answers = await asyncio.gather(
+            store.claim_once("before", 60),
+            store._write(half_then_sql_error),
+            store._write(half_then_bug),
+            store.claim_once("after", 60),
+            return_exceptions=True,
+        )
+        assert trace.batches() == [4]
+        assert answers[0] is True
+        assert isinstance(answers[1], StoreUnavailable)
+        assert isinstance(answers[2], ValueError)
+        assert answers[3] is True
+        with _raw(path) as db:
+            keys = {r[0] for r in db.execute("SELECT key FROM claims")}
+        assert keys == {"warm-up", "before", "after"}
+    finally:
+        await store.aclose()
+
+
+async def test_a_failing_commit_fails_its_whole_batch_and_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "commit.db"
+    clock = ContractClock(controllable=True)
+    store = _store(path, clock)
+    try:
+        await store.claim_once("warm-up", 60)
+        # A deferred foreign key is checked at COMMIT only: a real commit that SQLite refuses.
+        with _raw(path) as db:
+            db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            db.execute("CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+        await store._on_writer(lambda conn: conn.execute("PRAGMA foreign_keys = ON"))
+        trace = await traced(store)
+        code = make_code(clock())
+        rt = make_refresh(clock())
+        answers = await asyncio.gather(
+            store.claim_once("jti", 60),
+            store.put_code(code),
+            store.put_refresh(rt),
+            store._write(lambda conn: conn.execute("INSERT INTO child VALUES (1)")),
+            store.revoke_family("fam-x", clock() + 60),
+            return_exceptions=True,
+        )
+        assert trace.batches() == [5]
+        assert trace.count("COMMIT") == 1
+        assert all(isinstance(a, StoreUnavailable) for a in answers), answers
+        # Nothing of the batch is in the database.
+        assert await store.claim_once("jti", 60) is True
+        assert await store.take_code(code.code_hash) is None
+        assert await store.get_refresh(rt.family_id, rt.token_hash) is None
+        assert await store.family_revoked("fam-x") is False
+        assert _count(path, "child") == 0
+    finally:
+        await store.aclose()
+
+
+async def test_busy_database_fails_a_whole_batch_and_nothing_applies(tmp_path: Path) -> None:
+    path = tmp_path / "busy-batch.db"
+    store = _store(path, busy_timeout_ms=20, retries=1)
+    try:
+        await store.claim_once("warm-up", 60)
+        trace = await traced(store)
+        blocker = _raw(path)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            answers = await asyncio.gather(*(store.claim_once(f"b{i}", 60) for i in range(5)), return_exceptions=True)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        # One batch, tried twice (bounded), refused both times: every operation fails.
+        assert trace.count("BEGIN IMMEDIATE") == 2
+        assert all(isinstance(a, StoreUnavailable) for a in answers), answers
+        assert await asyncio.gather(*(store.claim_once(f"b{i}", 60) for i in range(5))) == [True] * 5
+    finally:
+        await store.aclose()
+
+
+async def test_cancelled_callers_and_their_operations(tmp_path: Path) -> None:
+    store = _store(tmp_path / "cancel-batch.db")
+    try:
+        await store.claim_once("warm-up", 60)
+        trace = await traced(store)
+        trace.hold_commits()
+        in_batch = asyncio.ensure_future(store.claim_once("in-batch", 60))
+        await trace.held()  # its batch is at COMMIT
+        queued = asyncio.ensure_future(store.claim_once("queued", 60))
+        await until(lambda: _pending(store) == 1)
+        in_batch.cancel()
+        queued.cancel()
+        trace.release()
+        for task in (in_batch, queued):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        # The operation already in a batch committed with it; the queued one never ran.
+        assert await store.claim_once("in-batch", 60) is False
+        assert await store.claim_once("queued", 60) is True
+    finally:
+        trace.release()
+        await store.aclose()
+
+
+async def test_queue_is_bounded(tmp_path: Path) -> None:
+    store = _store(tmp_path / "bounded.db", batch=2)
+    try:
+        await store.claim_once("warm-up", 60)
+        trace = await traced(store)
+        trace.hold_commits()
+        first = asyncio.ensure_future(store.claim_once("first", 60))
+        await trace.held()
+        tasks = [asyncio.ensure_future(store.claim_once(f"k{i}", 60)) for i in range(30)]
+        assert store._open is not None
+        assert store._open.writes.limit == 8  # 4 x batch, as documented
+        await until(lambda: _pending(store) == 8)
+        for _ in range(20):  # the other callers wait for room instead of queueing
+            await asyncio.sleep(0)
+        assert _pending(store) == 8
+        trace.release()
+        assert await first is True
+        assert await asyncio.gather(*tasks) == [True] * 30
+        assert max(trace.batches()) <= 2
+    finally:
+        trace.release()
+        await store.aclose()
+
+
+async def test_aclose_answers_the_queued_operations(tmp_path: Path) -> None:
+    path = tmp_path / "drain.db"
+    store = _store(path)
+    try:
+        await store.claim_once("warm-up", 60)
+        trace = await traced(store)
+        trace.hold_commits()
+        in_batch = asyncio.ensure_future(store.claim_once("in-batch", 60))
+        await trace.held()
+        queued = [asyncio.ensure_future(store.claim_once(f"q{i}", 60)) for i in range(3)]
+        await until(lambda: _pending(store) == 3)
+        closing = asyncio.ensure_future(store.aclose())
+        await until(lambda: store._open is None)
+        trace.release()
+        await closing
+        assert await in_batch is True
+        assert await asyncio.gather(*queued) == [True] * 3
+    finally:
+        trace.release()
+        await store.aclose()
+    reopened = _store(path)
+    try:
+        assert await reopened.claim_once("in-batch", 60) is False
+        assert await asyncio.gather(*(reopened.claim_once(f"q{i}", 60) for i in range(3))) == [False] * 3
+    finally:
+        await reopened.aclose()
+
+
+async def test_reads_do_not_wait_for_the_writer_and_see_only_commits(tmp_path: Path) -> None:
+    clock = ContractClock(controllable=True)
+    store = _store(tmp_path / "reader.db", clock)
+    try:
+        await store.claim_once("warm-up", 60)
+        trace = await traced(store)
+        trace.hold_commits()
+        revoking = asyncio.ensure_future(store.revoke_family("fam-r", clock() + 60))
+        await trace.held()
+        # The writer is stuck at its COMMIT; a read still answers, from the last commit.
+        assert await store.family_revoked("fam-r") is False
+        trace.release()
+        assert await revoking is True
+        assert await store.family_revoked("fam-r") is True
+    finally:
+        trace.release()
         await store.aclose()

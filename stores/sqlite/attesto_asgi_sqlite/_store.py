@@ -1,11 +1,22 @@
-"""``SQLiteStore``: the attesto-asgi ``Store`` on one SQLite file, through aiosqlite.
+"""``SQLiteStore``: the attesto-asgi ``Store`` on one SQLite file, with group commit.
 
 Every state change is one SQLite write: either a single conditional statement
-(``UPDATE ... WHERE ... RETURNING``, an upsert) or one ``BEGIN IMMEDIATE`` transaction,
-so concurrent workers in any number of processes see each change whole (LESSONS: "every
-state change is one atomic operation in the store"). Expiry is compared in SQL against a
-``now`` taken from an injectable clock; expired rows are purged in small batches by a
-background task so no request waits on a long delete.
+(``UPDATE ... WHERE ... RETURNING``, an upsert) or a short sequence of statements, always
+inside a ``BEGIN IMMEDIATE`` transaction, so concurrent workers in any number of processes
+see each change whole (LESSONS: "every state change is one atomic operation in the
+store").
+
+Group commit: the state changes that callers in one process make at the same time are
+queued, and one writer thread runs a batch of them in one transaction with one ``COMMIT``
+(so one fsync pays for the whole batch). Each operation runs inside its own ``SAVEPOINT``
+and sees the effects of the ones before it; an operation that fails is rolled back to its
+savepoint alone. A caller hears its answer only after the batch's ``COMMIT`` succeeded;
+when the batch cannot commit, every operation in it fails with ``StoreUnavailable``.
+Reads go to a second connection on a thread of its own (WAL: readers never wait for the
+writer), batched the same way but without a transaction.
+
+Expiry is compared in SQL against a ``now`` taken from an injectable clock; expired rows
+are purged in small batches by a background task so no request waits on a long delete.
 """
 
 from __future__ import annotations
@@ -13,15 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import random
 import secrets
 import sqlite3
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-import aiosqlite
 import msgspec
 
 from attesto_asgi.errors import StoreUnavailable
@@ -41,13 +54,16 @@ __all__ = ["SCHEMA_VERSION", "SQLiteOptions", "SQLiteStore", "open_sqlite_store"
 log = logging.getLogger("attesto_asgi.sqlite")
 
 T = TypeVar("T")
-Conn = aiosqlite.Connection
+Conn = sqlite3.Connection
+Op = Callable[[Conn], Any]
 Clock = Callable[[], float]
 
 MEMORY: Final = ":memory:"
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
 _PURGE_BATCH: Final = 500
+# Operations that may wait for a batch, per batch size (back-pressure beyond that).
+_PENDING_PER_BATCH: Final = 4
 
 # ---------------------------------------------------------------- schema and migrations
 
@@ -202,7 +218,7 @@ class SQLiteOptions(msgspec.Struct, frozen=True, kw_only=True):
     busy_timeout_ms: int = 2000
     retries: int = 2
     synchronous: str = "FULL"
-    pool: int = 4
+    batch: int = 64
     purge_interval: float = 60.0
 
     @property
@@ -212,7 +228,7 @@ class SQLiteOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 def parse_sqlite_url(url: str) -> SQLiteOptions:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:``;
-    options as query parameters (``busy_timeout``, ``retries``, ``synchronous``, ``pool``,
+    options as query parameters (``busy_timeout``, ``retries``, ``synchronous``, ``batch``,
     ``purge_interval``)."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
@@ -223,7 +239,7 @@ def parse_sqlite_url(url: str) -> SQLiteOptions:
     if not path:
         raise ValueError("sqlite URL without a path: use sqlite:///attesto.db or sqlite:///:memory:")
     query = dict(parse_qsl(parts.query, strict_parsing=bool(parts.query)))
-    known = {"busy_timeout", "retries", "synchronous", "pool", "purge_interval"}
+    known = {"busy_timeout", "retries", "synchronous", "batch", "purge_interval"}
     if unknown := set(query) - known:
         raise ValueError(f"unknown sqlite URL option(s): {', '.join(sorted(unknown))}")
     synchronous = query.get("synchronous", "full").upper()
@@ -234,10 +250,10 @@ def parse_sqlite_url(url: str) -> SQLiteOptions:
         busy_timeout_ms=int(query.get("busy_timeout", 2000)),
         retries=int(query.get("retries", 2)),
         synchronous=synchronous,
-        pool=int(query.get("pool", 4)),
+        batch=int(query.get("batch", 64)),
         purge_interval=float(query.get("purge_interval", 60.0)),
     )
-    if opts.pool < 1 or opts.retries < 0 or opts.busy_timeout_ms < 0 or opts.purge_interval <= 0:
+    if opts.batch < 1 or opts.retries < 0 or opts.busy_timeout_ms < 0 or opts.purge_interval <= 0:
         raise ValueError("sqlite URL options out of range")
     return opts
 
@@ -299,6 +315,295 @@ def _why_not_rotated(family_id: str, row: Any) -> RotateResult:
     return AlreadyRotated(record=record, successor_used=bool(successor_used))
 
 
+# ---------------------------------------------------------------- threads and batches
+
+# What one operation of a batch came to: its value, or the exception it raised.
+Outcome = tuple[Any, BaseException | None]
+
+
+def _jitter(attempt: int) -> float:
+    return random.uniform(0.005, 0.02) * attempt  # noqa: S311 (jitter, not a secret)
+
+
+class _Thread:
+    """One thread owning one ``sqlite3`` connection: calls run there one at a time, in the
+    order submitted, and answer on the caller's event loop (one hop there and back per
+    call). The connection is opened on the thread before the first call, and again after a
+    call that left it unusable (a transaction it could not roll back)."""
+
+    def __init__(self, name: str, connect: Callable[[], Conn]) -> None:
+        self._connect = connect
+        self._conn: Conn | None = None
+        self._jobs: queue.SimpleQueue[tuple[asyncio.Future[Any] | None, Op | None]] = queue.SimpleQueue()
+        # A daemon: a process that exits without aclose() is not kept alive by an idle store;
+        # SQLite rolls back whatever was not committed.
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    async def call(self, fn: Callable[[Conn], T]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((future, fn))
+        return await future
+
+    async def close(self) -> None:
+        """Close the connection once the calls already submitted ran; end the thread."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._jobs.put((future, None))
+        await future
+
+    def stop(self) -> None:
+        """``close`` without waiting (for paths that cannot await)."""
+        self._jobs.put((None, None))
+
+    def _main(self) -> None:
+        while True:
+            future, fn = self._jobs.get()
+            if fn is None:
+                self._drop()
+                self._settle(future, None, None)
+                return
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                result = fn(self._conn)
+            except BaseException as exc:
+                self._settle(future, None, exc)
+            else:
+                self._settle(future, result, None)
+            # No call leaves a transaction open; a connection that cannot end one is replaced.
+            if self._conn is not None and self._conn.in_transaction:
+                try:
+                    self._conn.rollback()
+                except sqlite3.Error:
+                    self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    @staticmethod
+    def _settle(future: asyncio.Future[Any] | None, result: Any, exc: BaseException | None) -> None:
+        if future is None:
+            return
+
+        def settle() -> None:
+            if future.done():  # the caller was cancelled: nobody reads the answer
+                return
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+
+        with contextlib.suppress(RuntimeError):  # the event loop closed meanwhile
+            future.get_loop().call_soon_threadsafe(settle)
+
+
+class _Queued:
+    __slots__ = ("future", "op")
+
+    def __init__(self, op: Op, future: asyncio.Future[Any]) -> None:
+        self.op = op
+        self.future = future
+
+
+class _Batcher:
+    """Callers queue operations; one task hands them to a ``_Thread`` up to ``max_batch``
+    at a time, as one call (one thread hop per batch), and answers every caller from the
+    batch's outcomes.
+
+    Bounded: at most ``max_batch * _PENDING_PER_BATCH`` operations wait in the queue; a
+    caller past that waits for room (back-pressure, not memory growth). A caller cancelled
+    while its operation still waits in the queue takes it out (it never runs); once the
+    operation is in a running batch it commits or rolls back with the batch, and the
+    cancelled caller does not hear which.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        thread: _Thread,
+        run: Callable[[Conn, Sequence[Op]], list[Outcome]],
+        *,
+        max_batch: int,
+        path: str,
+    ) -> None:
+        self._thread = thread
+        self._run = run
+        self._max_batch = max_batch
+        self._path = path
+        self._queue: deque[_Queued] = deque()
+        self._limit = max_batch * _PENDING_PER_BATCH
+        self._room = asyncio.Semaphore(self._limit)
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=name)
+
+    @property
+    def limit(self) -> int:
+        """How many operations may wait in the queue."""
+        return self._limit
+
+    @property
+    def pending(self) -> int:
+        """Operations queued and not yet in a batch."""
+        return len(self._queue)
+
+    async def submit(self, op: Callable[[Conn], T]) -> T:
+        if self._closing:
+            raise StoreUnavailable(f"sqlite store {self._path!r} is closed")
+        await self._room.acquire()
+        if self._closing:
+            self._room.release()
+            raise StoreUnavailable(f"sqlite store {self._path!r} is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(op, future))
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        """Run and answer everything already queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._task)
+        while self._queue:  # none are left unless the task ended early; never leave a caller hanging
+            self._fail(self._queue.popleft(), f"sqlite store {self._path!r} is closed")
+            self._room.release()
+
+    def _take(self) -> list[_Queued]:
+        batch: list[_Queued] = []
+        while self._queue and len(batch) < self._max_batch:
+            item = self._queue.popleft()
+            self._room.release()
+            if not item.future.done():  # done already: its caller was cancelled
+                batch.append(item)
+        return batch
+
+    async def _loop(self) -> None:
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                if batch := self._take():
+                    await self._run_batch(batch)
+        except asyncio.CancelledError:
+            # The event loop is shutting down: nothing queued will run.
+            self._closing = True
+            while self._queue:
+                self._fail(self._queue.popleft(), "the store shut down")
+                self._room.release()
+            raise
+
+    async def _run_batch(self, batch: list[_Queued]) -> None:
+        ops = [item.op for item in batch]
+        try:
+            outcomes = await self._thread.call(lambda conn: self._run(conn, ops))
+        except asyncio.CancelledError:
+            for item in batch:  # the batch may still commit: its outcome is unknown
+                self._fail(item, "the store shut down before the batch's outcome was known")
+            raise
+        except Exception as exc:
+            # The whole batch failed (could not begin, or commit, or lost its transaction):
+            # it was rolled back, so no operation in it applied.
+            log.warning("sqlite store %r: a batch of %d operation(s) failed: %s", self._path, len(batch), exc)
+            for item in batch:
+                self._fail(item, f"sqlite store unavailable: {exc}", exc)
+            return
+        for item, (value, error) in zip(batch, outcomes, strict=True):
+            if item.future.done():
+                continue
+            if error is None:
+                item.future.set_result(value)
+            elif isinstance(error, sqlite3.Error):
+                log.warning("sqlite store %r: %s", self._path, error)
+                self._fail(item, f"sqlite store unavailable: {error}", error)
+            else:
+                item.future.set_exception(error)
+
+    @staticmethod
+    def _fail(item: _Queued, message: str, cause: BaseException | None = None) -> None:
+        if not item.future.done():
+            exc = StoreUnavailable(message)
+            exc.__cause__ = cause
+            item.future.set_exception(exc)
+
+
+def _write_batch(conn: Conn, ops: Sequence[Op], retries: int) -> list[Outcome]:
+    """Run ``ops`` in one ``BEGIN IMMEDIATE`` transaction with one ``COMMIT``; the whole
+    batch is rolled back and tried again (bounded) while the database is busy."""
+    attempt = 0
+    while True:
+        try:
+            return _write_once(conn, ops)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()  # a failed attempt changed nothing: a retry is safe
+            if _is_busy(exc) and attempt < retries:
+                attempt += 1
+                time.sleep(_jitter(attempt))  # this thread only waits to write
+                continue
+            raise
+
+
+def _write_once(conn: Conn, ops: Sequence[Op]) -> list[Outcome]:
+    conn.execute("BEGIN IMMEDIATE")
+    outcomes: list[Outcome] = []
+    for op in ops:
+        # Each operation sees the effects of the ones before it; its own failure is rolled
+        # back to its savepoint and leaves the others alone.
+        conn.execute("SAVEPOINT op")
+        try:
+            value = op(conn)
+        except Exception as exc:
+            if not conn.in_transaction or (isinstance(exc, sqlite3.Error) and _is_busy(exc)):
+                raise  # the transaction itself is lost (or the database busy): the whole batch
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            outcomes.append((None, exc))
+        else:
+            conn.execute("RELEASE op")
+            outcomes.append((value, None))
+    conn.execute("COMMIT")
+    return outcomes
+
+
+def _read_batch(conn: Conn, ops: Sequence[Op], retries: int) -> list[Outcome]:
+    """Run ``ops`` one after another, each its own read (no transaction around them)."""
+    outcomes: list[Outcome] = []
+    for op in ops:
+        attempt = 0
+        while True:
+            try:
+                outcomes.append((op(conn), None))
+            except sqlite3.Error as exc:
+                if _is_busy(exc) and attempt < retries:
+                    attempt += 1
+                    time.sleep(_jitter(attempt))
+                    continue
+                outcomes.append((None, exc))
+            except Exception as exc:
+                outcomes.append((None, exc))
+            break
+    return outcomes
+
+
+class _Open:
+    """The live parts of an opened store."""
+
+    def __init__(self, writer: _Thread, reader: _Thread, writes: _Batcher, reads: _Batcher) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.writes = writes
+        self.reads = reads
+        self.purger: asyncio.Task[None] | None = None
+
+
 # ---------------------------------------------------------------- the store
 
 
@@ -312,84 +617,70 @@ class SQLiteStore:
     def __init__(self, options: SQLiteOptions, *, clock: Clock = time.time) -> None:
         self.options = options
         self._clock = clock
-        self._size = 1 if options.in_memory else options.pool  # each :memory: connection is its own db
-        self._idle: list[Conn] = []
-        self._slots: asyncio.Semaphore | None = None
         self._init_lock = asyncio.Lock()
-        self._ready = False
-        self._purger: asyncio.Task[None] | None = None
+        self._open: _Open | None = None
 
     @property
     def path(self) -> str:
         return self.options.path
 
-    # ------------------------------------------------------------- connections
-    async def _connect(self) -> Conn:
-        if not self.options.in_memory:
-            # Fail here, not inside aiosqlite: a failed aiosqlite connect leaves its worker
-            # thread to report to the event loop later, after the caller may have closed it.
-            await asyncio.to_thread(_probe, self.options.path)
-        conn = await aiosqlite.connect(self.options.path, isolation_level=None)
+    # ------------------------------------------------------------- connections (on their threads)
+    def _connect(self) -> Conn:
+        conn = sqlite3.connect(self.options.path, isolation_level=None)
         try:
-            await conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
-            await conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
+            conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")
         except BaseException:
-            await conn.close()
+            conn.close()
             raise
         return conn
 
-    async def _ensure_ready(self) -> None:
-        if self._ready:
-            return
-        async with self._init_lock:
-            if self._ready:
-                return
-            if self._slots is None:
-                self._slots = asyncio.Semaphore(self._size)
-            attempt = 0
-            while True:
-                conn = await self._connect()
-                try:
-                    await self._migrate(conn)
-                    break
-                except sqlite3.Error as exc:
-                    await conn.close()
-                    if _is_busy(exc) and attempt < self.options.retries:
-                        attempt += 1
-                        await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)  # noqa: S311 (jitter)
-                        continue
-                    raise
-                except BaseException:
-                    await conn.close()
-                    raise
-            self._idle.append(conn)
-            self._ready = True
-            if self._purger is None or self._purger.done():
-                self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
+    def _open_writer(self) -> Conn:
+        attempt = 0
+        while True:
+            conn = self._connect()
+            try:
+                self._migrate(conn)
+                return conn
+            except sqlite3.Error as exc:
+                conn.close()
+                if _is_busy(exc) and attempt < self.options.retries:
+                    attempt += 1
+                    time.sleep(_jitter(attempt))
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+
+    def _open_reader(self) -> Conn:
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA query_only = 1")  # this connection only ever reads
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     @staticmethod
-    async def _schema_version(conn: Conn) -> int:
+    def _schema_version(conn: Conn) -> int:
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        exists = list(await conn.execute_fetchall(sql))
-        if not exists:
+        if not conn.execute(sql).fetchall():
             return 0
-        rows = list(await conn.execute_fetchall("SELECT max(version) FROM schema_version"))
-        return int(rows[0][0] or 0)
+        return int(conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
 
-    async def _migrate(self, conn: Conn) -> None:
-        if not self.options.in_memory:
-            # WAL: readers never block the writer; the mode persists in the file.
-            mode = list(await conn.execute_fetchall("PRAGMA journal_mode"))
-            if mode[0][0] != "wal":
-                await conn.execute("PRAGMA journal_mode = WAL")
-        current = await self._schema_version(conn)
+    def _migrate(self, conn: Conn) -> None:
+        # WAL: readers never block the writer; the mode persists in the file.
+        if not self.options.in_memory and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        current = self._schema_version(conn)
         if current == SCHEMA_VERSION:
             return  # the common case takes no write lock
         # BEGIN IMMEDIATE: several processes may open a fresh file at once; one migrates.
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            current = await self._schema_version(conn)
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = self._schema_version(conn)
             if current > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.options.path}: schema version {current} is newer than this "
@@ -397,102 +688,94 @@ class SQLiteStore:
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[version - 1]:
-                    await conn.execute(statement)
-                await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 log.info("%s: schema migrated to version %d", self.options.path, version)
-            await conn.execute("COMMIT")
+            conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(Exception):
-                await conn.execute("ROLLBACK")
+                conn.rollback()
             raise
 
-    async def _acquire(self) -> Conn:
-        assert self._slots is not None
-        await self._slots.acquire()
-        try:
-            if self._idle:
-                return self._idle.pop()
-            return await self._connect()
-        except BaseException:
-            self._slots.release()
-            raise
+    def _write_batch(self, conn: Conn, ops: Sequence[Op]) -> list[Outcome]:
+        return _write_batch(conn, ops, self.options.retries)
 
-    async def _release(self, conn: Conn, *, healthy: bool) -> None:
-        assert self._slots is not None
-        try:
-            # The only :memory: connection holds the data: keep it unless the store closed.
-            if self._ready and (healthy or self.options.in_memory):
-                self._idle.append(conn)
-            else:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-        finally:
-            self._slots.release()
+    def _read_batch(self, conn: Conn, ops: Sequence[Op]) -> list[Outcome]:
+        return _read_batch(conn, ops, self.options.retries)
 
-    async def _run(self, op: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run one atomic operation; retry it (bounded) while the database is busy.
-
-        Every failure rolls back first, so a failed attempt changed nothing and a retry or a
-        ``StoreUnavailable`` is safe (the operation did not apply).
-        """
+    # ------------------------------------------------------------- opening and running
+    async def _opened(self) -> _Open:
+        opened = self._open
+        if opened is not None:
+            return opened
         try:
-            await self._ensure_ready()
+            return await self._start()
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"sqlite store {self.options.path!r} cannot be opened: {exc}") from exc
-        attempt = 0
-        while True:
-            conn = await self._acquire()
-            healthy = False
-            try:
-                result = await op(conn)
-                healthy = True
-                return result
-            except sqlite3.Error as exc:
-                healthy = await self._rollback(conn)
-                if _is_busy(exc) and attempt < self.options.retries:
-                    attempt += 1
-                    await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)  # noqa: S311 (jitter)
-                    continue
-                log.warning("sqlite store %r: %s (attempt %d)", self.options.path, exc, attempt + 1)
-                raise StoreUnavailable(f"sqlite store unavailable: {exc}") from exc
-            except BaseException:
-                # Cancelled mid-operation: statements still queued on the connection run, so
-                # the rollback is queued after them and leaves the connection clean.
-                healthy = await self._rollback(conn)
-                raise
-            finally:
-                await self._release(conn, healthy=healthy)
 
-    @staticmethod
-    async def _rollback(conn: Conn) -> bool:
-        try:
-            await conn.rollback()
-            return True
-        except BaseException:
-            return False
+    async def _start(self) -> _Open:
+        async with self._init_lock:
+            if self._open is not None:
+                return self._open
+            writer = _Thread("attesto-sqlite-writer", self._open_writer)
+            reader = writer  # each :memory: connection is its own database: one connection
+            try:
+                await writer.call(_connected)  # connect and migrate now: failures surface here
+                if not self.options.in_memory:
+                    reader = _Thread("attesto-sqlite-reader", self._open_reader)
+                    await reader.call(_connected)
+            except BaseException:
+                writer.stop()
+                if reader is not writer:
+                    reader.stop()
+                raise
+            path, size = self.options.path, self.options.batch
+            opened = _Open(
+                writer,
+                reader,
+                writes=_Batcher("attesto-sqlite-writes", writer, self._write_batch, max_batch=size, path=path),
+                reads=_Batcher("attesto-sqlite-reads", reader, self._read_batch, max_batch=size, path=path),
+            )
+            opened.purger = asyncio.get_running_loop().create_task(self._purge_loop())
+            self._open = opened
+            return opened
+
+    async def _write(self, op: Callable[[Conn], T]) -> T:
+        """Run ``op`` on the writer's connection inside the next batch's transaction (its own
+        savepoint); its result once that batch committed. ``op`` runs on the writer thread."""
+        return await (await self._opened()).writes.submit(op)
+
+    async def _read(self, op: Callable[[Conn], T]) -> T:
+        """Run ``op`` on the reader's connection (autocommit: it sees every committed write)."""
+        return await (await self._opened()).reads.submit(op)
+
+    async def _on_writer(self, fn: Callable[[Conn], T]) -> T:
+        """Run ``fn`` on the writer's connection between batches (tests and diagnostics)."""
+        return await (await self._opened()).writer.call(fn)
 
     async def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
-        async def op(conn: Conn) -> list[Any]:
-            return list(await conn.execute_fetchall(sql, params))
-
-        return await self._run(op)
+        """A read: the rows of one ``SELECT``."""
+        return await self._read(lambda conn: conn.execute(sql, params).fetchall())
 
     async def _exec(self, sql: str, params: Mapping[str, Any]) -> None:
-        async def op(conn: Conn) -> None:
-            await conn.execute_fetchall(sql, params)
+        """A write of one statement, in the next batch."""
+        await self._write(lambda conn: conn.execute(sql, params).fetchall())
 
-        await self._run(op)
+    async def _returning(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        """A write of one statement, in the next batch: the rows it returned."""
+        return await self._write(lambda conn: conn.execute(sql, params).fetchall())
 
     # ------------------------------------------------------------- replay cache
     async def claim_once(self, key: str, ttl: float) -> bool:
         now = self._clock()
-        rows = await self._fetch(_CLAIM, {"k": key, "until": now + ttl, "now": now})
+        rows = await self._returning(_CLAIM, {"k": key, "until": now + ttl, "now": now})
         return bool(rows)
 
     # ------------------------------------------------------------- families
     async def revoke_family(self, family_id: str, until: float) -> bool:
         nonce = secrets.token_hex(8)
-        rows = await self._fetch(_REVOKE_FAMILY, {"f": family_id, "until": until, "nonce": nonce, "now": self._clock()})
+        params = {"f": family_id, "until": until, "nonce": nonce, "now": self._clock()}
+        rows = await self._returning(_REVOKE_FAMILY, params)
         return bool(rows) and rows[0][0] == nonce
 
     async def family_revoked(self, family_id: str) -> bool:
@@ -524,12 +807,12 @@ class SQLiteStore:
         )
 
     async def take_code(self, code_hash: str) -> CodeRecord | CodeReused | None:
-        rows = await self._fetch(_TAKE_CODE, {"h": code_hash, "now": self._clock()})
+        rows = await self._returning(_TAKE_CODE, {"h": code_hash, "now": self._clock()})
         return _take_result(rows[0]) if rows else None
 
     # ------------------------------------------------------------- refresh tokens
     async def put_refresh(self, record: RefreshRecord) -> bool:
-        return bool(await self._fetch(_PUT_REFRESH, _refresh_params(record, self._clock())))
+        return bool(await self._returning(_PUT_REFRESH, _refresh_params(record, self._clock())))
 
     async def get_refresh(self, family_id: str, token_hash: str) -> RefreshRecord | None:
         rows = await self._fetch(_GET_REFRESH, {"f": family_id, "h": token_hash, "now": self._clock()})
@@ -543,28 +826,25 @@ class SQLiteStore:
         now = self._clock()
         key = {"f": family_id, "h": old_hash, "now": now}
         mark = {**key, "successor_hash": successor.token_hash, "sealed": sealed}
+        insert = {
+            "f": family_id,
+            "h": successor.token_hash,
+            "record": _encode(successor),
+            "expires_at": successor.expires_at,
+        }
 
-        async def op(conn: Conn) -> RotateResult:
-            # One transaction: mark the old token and store the successor, or neither.
-            await conn.execute("BEGIN IMMEDIATE")
-            won = list(await conn.execute_fetchall(_MARK_ROTATED, mark))
+        def op(conn: Conn) -> tuple[bool, Any]:
+            # One operation: mark the old token and store the successor, or neither.
+            won = conn.execute(_MARK_ROTATED, mark).fetchall()
             if won:
-                await conn.execute(
-                    _INSERT_SUCCESSOR,
-                    {
-                        "f": family_id,
-                        "h": successor.token_hash,
-                        "record": _encode(successor),
-                        "expires_at": successor.expires_at,
-                    },
-                )
-                await conn.execute("COMMIT")
-                return Rotated(record=_refresh_from_row(won[0][0], None, None, None))
-            why = list(await conn.execute_fetchall(_WHY_NOT_ROTATED, key))
-            await conn.execute("COMMIT")
-            return _why_not_rotated(family_id, why[0])
+                conn.execute(_INSERT_SUCCESSOR, insert)
+                return True, won[0][0]
+            return False, conn.execute(_WHY_NOT_ROTATED, key).fetchone()
 
-        return await self._run(op)
+        rotated, row = await self._write(op)
+        if rotated:
+            return Rotated(record=_refresh_from_row(row, None, None, None))
+        return _why_not_rotated(family_id, row)
 
     # ------------------------------------------------------------- housekeeping
     async def purge(self) -> int:
@@ -573,11 +853,10 @@ class SQLiteStore:
         for sql in _PURGES:
             while True:
                 params = {"now": self._clock(), "n": _PURGE_BATCH}
-                changed = await self._run(_changes(sql, params))
+                changed = await self._write(_changes(sql, params))
                 total += changed
                 if changed < _PURGE_BATCH:
                     break
-                await asyncio.sleep(0)  # let requests in between batches
         return total
 
     async def _purge_loop(self) -> None:
@@ -593,37 +872,35 @@ class SQLiteStore:
 
     async def dump(self) -> bytes:
         """The whole database as SQL text (for diagnostics and the contract's secret scan)."""
-
-        async def op(conn: Conn) -> bytes:
-            return "\n".join([line async for line in conn.iterdump()]).encode()
-
-        return await self._run(op)
+        return await self._read(lambda conn: "\n".join(conn.iterdump()).encode())
 
     async def aclose(self) -> None:
-        purger, self._purger = self._purger, None
-        if purger is not None:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            with contextlib.suppress(Exception):
-                await conn.close()
-        self._ready = False
+        """Stop the purger; run and answer every operation already queued; close the
+        connections. A call made while the store closes waits for it, then opens the store
+        again (as any call after ``aclose`` does); one still waiting for room in a full
+        queue fails with ``StoreUnavailable``."""
+        async with self._init_lock:
+            opened, self._open = self._open, None
+            if opened is None:
+                return
+            if opened.purger is not None:
+                opened.purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await opened.purger
+            await opened.writes.close()
+            await opened.reads.close()
+            await opened.writer.close()
+            if opened.reader is not opened.writer:
+                await opened.reader.close()
 
 
-def _probe(path: str) -> None:
-    """Open and close the database file (raises ``sqlite3.Error`` when it cannot be opened)."""
-    sqlite3.connect(path).close()
+def _connected(conn: Conn) -> None:
+    """A call that only makes the thread open its connection."""
 
 
-def _changes(sql: str, params: Mapping[str, Any]) -> Callable[[Conn], Awaitable[int]]:
-    async def op(conn: Conn) -> int:
-        cursor = await conn.execute(sql, params)
-        try:
-            return cursor.rowcount
-        finally:
-            await cursor.close()
+def _changes(sql: str, params: Mapping[str, Any]) -> Callable[[Conn], int]:
+    def op(conn: Conn) -> int:
+        return conn.execute(sql, params).rowcount
 
     return op
 
