@@ -46,7 +46,6 @@ class MemoryStore:
         self._tombstones: dict[str, tuple[CodeReused, float]] = {}
         self._refresh: dict[tuple[str, str], RefreshRecord] = {}
         self._families: dict[str, float] = {}
-        self._jtis: dict[str, tuple[str, float]] = {}
         self._revoked_jtis: dict[str, float] = {}
         self._claims: dict[str, float] = {}
         self._writes = 0
@@ -67,7 +66,6 @@ class MemoryStore:
             + len(self._tombstones)
             + len(self._refresh)
             + len(self._families)
-            + len(self._jtis)
             + len(self._revoked_jtis)
             + len(self._claims)
         )
@@ -81,7 +79,6 @@ class MemoryStore:
         drop(self._tombstones, lambda v: v[1])
         drop(self._refresh, lambda r: r.expires_at)
         drop(self._families, lambda t: t)
-        drop(self._jtis, lambda v: v[1])
         drop(self._revoked_jtis, lambda t: t)
         drop(self._claims, lambda t: t)
 
@@ -111,21 +108,16 @@ class MemoryStore:
         return self._live_family_revoked(family_id, self._clock())
 
     # ------------------------------------------------------------- access tokens
-    async def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
-        self._jtis[jti] = (family_id, expires_at)
-        self._wrote()
-
     async def revoke_access_token(self, jti: str, expires_at: float) -> None:
         self._revoked_jtis[jti] = max(expires_at, self._revoked_jtis.get(jti, 0.0))
         self._wrote()
 
-    async def access_token_revoked(self, jti: str) -> bool:
+    async def access_token_revoked(self, jti: str, family_id: str | None) -> bool:
         now = self._clock()
         until = self._revoked_jtis.get(jti)
         if until is not None and until > now:
             return True
-        rec = self._jtis.get(jti)
-        return rec is not None and rec[1] > now and self._live_family_revoked(rec[0], now)
+        return family_id is not None and self._live_family_revoked(family_id, now)
 
     # ------------------------------------------------------------- codes
     async def put_code(self, record: CodeRecord) -> None:

@@ -64,16 +64,17 @@ class FamilyStore(Protocol):
 
 
 class AccessTokenStore(Protocol):
-    async def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
-        """Remember that access token ``jti`` belongs to ``family_id`` until it expires."""
-        ...
+    """Access tokens are never stored when issued: a family-bound token carries its family
+    in the signed claim ``fid``, so revoking the family reaches it without a jti index."""
 
     async def revoke_access_token(self, jti: str, expires_at: float) -> None:
         """Record one access token revoked until its expiry."""
         ...
 
-    async def access_token_revoked(self, jti: str) -> bool:
-        """True when ``jti`` was revoked, or belongs to a revoked family."""
+    async def access_token_revoked(self, jti: str, family_id: str | None) -> bool:
+        """True when ``jti`` was revoked (``revoke_access_token``), or when ``family_id`` is
+        given and that family is revoked. ``family_id`` is the ``fid`` of a token whose
+        signature was verified: never a value the caller could choose."""
         ...
 
 

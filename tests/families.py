@@ -66,7 +66,7 @@ async def start_family(
     scope: tuple[str, ...] = ("read", "write"),
     audience: tuple[str, ...] = (API,),
 ) -> Family:
-    """One authorization's family: an access token (its ``jti`` recorded) and a refresh token."""
+    """One authorization's family: an access token (carrying the family as fid) and a refresh token."""
     client = config.client(client_id)
     assert client is not None
     ctx = context(config, client)

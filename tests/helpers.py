@@ -9,6 +9,7 @@ import msgspec
 from joserfc.jwk import ECKey
 
 from attesto_asgi import Client, KeySet
+from attesto_asgi.store import AccessTokenStore
 
 ISSUER = "http://localhost"
 BASE_URL = "http://localhost"
@@ -113,6 +114,13 @@ def jwt_claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     decoded: dict[str, Any] = msgspec.json.decode(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return decoded
+
+
+async def access_token_revoked(store: AccessTokenStore, access_token: str) -> bool:
+    """The store's answer for one of our access tokens, asked as the endpoints ask it: its
+    ``jti`` and the family it carries (``fid``, None without one)."""
+    claims = jwt_claims(access_token)
+    return await store.access_token_revoked(claims["jti"], claims.get("fid"))
 
 
 class Lifespan:

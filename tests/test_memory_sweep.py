@@ -22,7 +22,7 @@ async def test_expired_entries_are_dropped_by_a_later_sweep() -> None:
     for i in range(2 * _SWEEP_EVERY):
         await store.revoke_access_token(f"new-{i}", clock.now + 3600)
     assert not [k for k in store._revoked_jtis if k.startswith("old-")]
-    assert await store.access_token_revoked("new-0")
+    assert await store.access_token_revoked("new-0", None)
 
 
 async def test_sweeps_are_spaced_by_the_number_of_live_entries() -> None:

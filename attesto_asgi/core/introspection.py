@@ -69,7 +69,8 @@ async def describe_refresh(config: Config, client: Client, record: RefreshRecord
 
 async def describe_access(config: Config, token: VerifiedToken) -> tuple[dict[str, Any], str]:
     access: AccessTokenStore = config.backend
-    if token.jti is None or await access.access_token_revoked(token.jti):
+    # identify() verified the signature: the token's fid is ours.
+    if token.jti is None or await access.access_token_revoked(token.jti, token.family_id):
         return inactive(), "access token revoked, or its family revoked"
     if not await subject_active(config, token.subject, token.client_id):
         return inactive(), "subject no longer active"

@@ -1,12 +1,12 @@
 """``revoke(config, request)``: token revocation (RFC 7009), conn-free like ``issue``.
 
-Revoking a refresh token revokes its whole family (every refresh token and every recorded
-access-token ``jti``, RFC 7009 §2.1 "SHOULD also invalidate all access tokens based on the
-same authorization grant"); revoking one of our access tokens records its ``jti`` revoked.
-Anything else (unknown, expired, already revoked, another client's) changes nothing and is
-answered exactly like a success (RFC 7009 §2.2), so the answer never reveals whether the
-token existed. A store that cannot be reached is 503: a revocation is never reported done
-when it was not.
+Revoking a refresh token revokes its whole family (every refresh token, and every access
+token carrying the family as ``fid``: RFC 7009 §2.1 "SHOULD also invalidate all access tokens
+based on the same authorization grant"); revoking one of our access tokens records its
+``jti`` revoked. Anything else (unknown, expired, already revoked, another client's) changes
+nothing and is answered exactly like a success (RFC 7009 §2.2), so the answer never reveals
+whether the token existed. A store that cannot be reached is 503: a revocation is never
+reported done when it was not.
 """
 
 from __future__ import annotations

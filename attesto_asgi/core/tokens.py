@@ -30,8 +30,10 @@ __all__ = [
 log = logging.getLogger("attesto_asgi.tokens")
 
 # The token family a token belongs to (private claim). Signed by us, so the family of a
-# presented token (token exchange) is known without a store lookup; it is not secret (it
-# is also the readable prefix of the family's refresh tokens) and is useless on its own.
+# presented token is known without a store lookup: a revocation check asks the store about
+# the verified token's jti and this family in one call (no jti -> family index is kept).
+# It is not secret (it is also the readable prefix of the family's refresh tokens) and is
+# useless on its own.
 FAMILY_CLAIM: Final = "fid"
 
 # Claims the server sets; a hook's claim of the same name never overrides them.
@@ -106,8 +108,8 @@ async def mint_access_token(
     typ: str = "at+jwt",
 ) -> AccessToken:
     """Sign an RFC 9068 access token. ``not_after`` caps ``exp`` (a token never outlives
-    what it was derived from). With a ``family_id`` the token carries it (``fid``) and
-    its ``jti`` is recorded, so revoking the family makes this token inactive."""
+    what it was derived from). With a ``family_id`` the token carries it (``fid``, signed),
+    so revoking the family makes this token inactive; nothing is written to the store."""
     config = ctx.config
     iat = int(ctx.now)
     exp = iat + (client.access_token_ttl or config.access_token_ttl)
@@ -138,8 +140,6 @@ async def mint_access_token(
     except Exception as exc:
         log.exception("access token signing failed")
         raise MintError(f"signing failed: {exc.__class__.__name__}") from exc
-    if family_id is not None:
-        await config.backend.record_access_token(claims["jti"], family_id, exp)
     return AccessToken(token, claims, exp - iat)
 
 
@@ -149,9 +149,10 @@ def family_revoked_during_request() -> OAuthError:
 
 
 async def family_still_live(ctx: Context, family_id: str) -> None:
-    """The last step of every grant that minted into a family: a family revoked while the
-    request ran (a concurrent reuse or revocation) ends it with ``invalid_grant``. The tokens'
-    ``jti``s are recorded already, so they read as revoked; a dead token is never reported issued."""
+    """A family revoked while the request ran (a concurrent reuse or revocation) ends it with
+    ``invalid_grant``. Only for a step that no atomic store operation guards (the refresh
+    grace retry): the tokens carry the family (``fid``), so they read as revoked anyway, and
+    this keeps a dead token from being reported issued."""
     families: FamilyStore = ctx.config.backend
     if await families.family_revoked(family_id):
         raise family_revoked_during_request()

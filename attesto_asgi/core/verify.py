@@ -269,6 +269,11 @@ async def verify_access_token(
         keys, token, token_type=ACCESS_TOKEN_TYPE, issuer=issuer, now=at, audience=expected, leeway=leeway
     )
     # RFC 7009 §2: once revoked, the token must be refused by an API that checks (same store).
-    if store is not None and verified.jti is not None and await store.access_token_revoked(verified.jti):
+    # The family is the verified token's own signed fid, never read before the signature check.
+    if (
+        store is not None
+        and verified.jti is not None
+        and await store.access_token_revoked(verified.jti, verified.family_id)
+    ):
         raise InvalidToken("revoked, or its family was revoked")
     return verified

@@ -242,9 +242,9 @@ class StoreContract:
     async def test_implements_store_protocol(self, store: Store) -> None:
         assert isinstance(store, Store)
         for name in (
-            "claim_once", "revoke_family", "family_revoked", "record_access_token",
-            "revoke_access_token", "access_token_revoked", "put_code", "take_code",
-            "put_refresh", "get_refresh", "rotate_refresh", "aclose",
+            "claim_once", "revoke_family", "family_revoked", "revoke_access_token",
+            "access_token_revoked", "put_code", "take_code", "put_refresh", "get_refresh",
+            "rotate_refresh", "aclose",
         ):  # fmt: skip
             assert inspect.iscoroutinefunction(getattr(store, name)), f"{name} must be async"
 
@@ -534,28 +534,51 @@ class StoreContract:
         assert results.count(True) == 1
 
     # ================================================================== access tokens
-    async def test_access_token_revocation(self, store: Store, clock: ContractClock) -> None:
-        jti, other, unknown = new_id(), new_id(), new_id()
-        fam = new_id()
-        await store.record_access_token(jti, fam, clock() + LONG)
-        await store.record_access_token(other, fam, clock() + LONG)
-        assert await store.access_token_revoked(jti) is False
-        assert await store.access_token_revoked(unknown) is False
-        await store.revoke_access_token(jti, clock() + LONG)
-        assert await store.access_token_revoked(jti) is True
-        assert await store.access_token_revoked(other) is False
-        # A token never recorded can be revoked too (no family: client_credentials).
-        await store.revoke_access_token(unknown, clock() + LONG)
-        assert await store.access_token_revoked(unknown) is True
+    # Access tokens are never recorded when issued: access_token_revoked(jti, family_id) is
+    # asked with the jti and the family (fid) of a token whose signature was verified.
 
-    async def test_access_tokens_of_a_revoked_family_are_revoked(self, store: Store, clock: ContractClock) -> None:
-        jti, bystander = new_id(), new_id()
+    async def test_unknown_jti_of_a_live_family_is_not_revoked(self, store: Store, clock: ContractClock) -> None:
         fam = new_id()
-        await store.record_access_token(jti, fam, clock() + LONG)
-        await store.record_access_token(bystander, new_id(), clock() + LONG)
-        await store.revoke_family(fam, clock() + LONG)
-        assert await store.access_token_revoked(jti) is True
-        assert await store.access_token_revoked(bystander) is False
+        assert await store.access_token_revoked(new_id(), fam) is False
+        assert await store.access_token_revoked(new_id(), None) is False
+        # Another family's revocation and another jti's revocation leave it alone.
+        await store.revoke_family(new_id(), clock() + LONG)
+        await store.revoke_access_token(new_id(), clock() + LONG)
+        assert await store.access_token_revoked(new_id(), fam) is False
+
+    async def test_revoked_jti_is_revoked_with_or_without_a_family(self, store: Store, clock: ContractClock) -> None:
+        jti, sibling, loner = new_id(), new_id(), new_id()
+        fam = new_id()
+        await store.revoke_access_token(jti, clock() + LONG)
+        assert await store.access_token_revoked(jti, fam) is True
+        assert await store.access_token_revoked(jti, None) is True
+        assert await store.access_token_revoked(jti, new_id()) is True
+        # One token's revocation is not its family's.
+        assert await store.access_token_revoked(sibling, fam) is False
+        assert await store.family_revoked(fam) is False
+        # A token without a family (client_credentials) is revoked one by one.
+        assert await store.access_token_revoked(loner, None) is False
+        await store.revoke_access_token(loner, clock() + LONG)
+        assert await store.access_token_revoked(loner, None) is True
+
+    async def test_every_jti_of_a_revoked_family_is_revoked(self, store: Store, clock: ContractClock) -> None:
+        fam, other = new_id(), new_id()
+        jti, minted_later = new_id(), new_id()
+        assert await store.access_token_revoked(jti, fam) is False
+        await store.revoke_family(fam, clock() + self.ttl)
+        # Any jti carrying the family: none was recorded, one minted after the revocation too.
+        assert await store.access_token_revoked(jti, fam) is True
+        assert await store.access_token_revoked(minted_later, fam) is True
+        # Without the family (None), or with another one, only the jti itself counts.
+        assert await store.access_token_revoked(jti, None) is False
+        assert await store.access_token_revoked(jti, other) is False
+        # Revoked both ways: still one answer.
+        await store.revoke_access_token(jti, clock() + LONG)
+        assert await store.access_token_revoked(jti, fam) is True
+        # The family's revocation ends (past every token it minted); the jti's own does not yet.
+        await clock.advance(self.expire)
+        assert await store.access_token_revoked(minted_later, fam) is False
+        assert await store.access_token_revoked(jti, fam) is True
 
     async def test_access_token_revocation_ends_with_the_token(self, store: Store, clock: ContractClock) -> None:
         jti, keep = new_id(), new_id()
@@ -564,10 +587,10 @@ class StoreContract:
         # A later, longer revocation of the same jti extends it; a shorter one does not shorten.
         await store.revoke_access_token(keep, clock() + LONG)
         await store.revoke_access_token(keep, clock() + self.ttl / 4)
-        assert await store.access_token_revoked(jti) is True
+        assert await store.access_token_revoked(jti, None) is True
         await clock.advance(self.expire)
-        assert await store.access_token_revoked(jti) is False
-        assert await store.access_token_revoked(keep) is True
+        assert await store.access_token_revoked(jti, None) is False
+        assert await store.access_token_revoked(keep, None) is True
 
     # ================================================================== replay cache
     async def test_claim_once(self, store: Store) -> None:
@@ -647,7 +670,7 @@ class StoreContract:
         r2 = make_refresh(clock(), family_id=fam, token_hash=token_hash(tokens[2]))
         await store.put_refresh(r2)
         hashes += [token_hash(t) for t in tokens]
-        await store.record_access_token(new_id(), fam, clock() + LONG)
+        await store.revoke_access_token(new_id(), clock() + LONG)
         raw = await self.dump_raw(store)
         # The dump is real: it holds the storage keys and family id...
         for h in hashes:

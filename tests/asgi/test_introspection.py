@@ -236,7 +236,7 @@ async def test_introspection_event_is_recorded_without_the_token(
 
 async def test_an_unreachable_store_is_503(make_config: Callable[..., Config], clock: FakeClock) -> None:
     class DownStore(MemoryStore):
-        async def access_token_revoked(self, jti: str) -> bool:
+        async def access_token_revoked(self, jti: str, family_id: str | None) -> bool:
             raise StoreUnavailable("connection refused")
 
         async def get_refresh(self, family_id: str, token_hash: str) -> None:

@@ -70,15 +70,15 @@ async def test_store_unavailable_is_503_temporarily_unavailable(
     make_config: Callable[..., Config], clock: FakeClock
 ) -> None:
     class DownStore(MemoryStore):
-        async def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
+        async def family_revoked(self, family_id: str) -> bool:
             raise StoreUnavailable("connection refused")
 
-    # client_credentials records nothing, so drive the failure through a hook that uses the store.
+    # client_credentials asks the store nothing, so drive the failure through a hook that does.
     from attesto_asgi import Hooks
 
     class StoreHooks(Hooks):
         async def access_token_claims(self, client: Any, subject: str, scope: Any) -> dict[str, Any]:
-            await config.backend.record_access_token("j", "f", 0)
+            await config.backend.family_revoked("f")
             return {}
 
     config = make_config(store=DownStore(clock=clock, warn=False), hooks=StoreHooks())

@@ -107,6 +107,48 @@ async def test_purge_drops_expired_rows(schema: str) -> None:
         await store.aclose()
 
 
+async def test_a_schema_made_by_the_first_release_keeps_working(schema: str) -> None:
+    """The first release's attesto_jtis also held each access token's family; nothing reads
+    those columns now, and its rows keep answering (revoked jtis) or drain (the index)."""
+    clock = ContractClock(controllable=True)
+    now = clock()
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET search_path = "{schema}"')
+        await conn.execute(
+            """CREATE TABLE attesto_jtis (
+                jti           text PRIMARY KEY,
+                family_id     text,
+                expires_at    double precision NOT NULL DEFAULT 0,
+                revoked_until double precision NOT NULL DEFAULT 0
+            )"""
+        )
+        await conn.execute(
+            "INSERT INTO attesto_jtis (jti, family_id, expires_at) VALUES ('recorded', 'f', $1)", now + 900
+        )
+        await conn.execute("INSERT INTO attesto_jtis (jti, revoked_until) VALUES ('revoked', $1)", now + 900)
+    finally:
+        await conn.close()
+    store = PostgresStore(f"{DSN}?schema={schema}", clock=clock)
+    try:
+        assert await store.access_token_revoked("revoked", None) is True
+        assert await store.access_token_revoked("recorded", "f") is False
+        await store.revoke_family("f", now + 3600)
+        assert await store.access_token_revoked("recorded", "f") is True
+        await store.revoke_access_token("new", now + 900)
+        assert await store.access_token_revoked("new", None) is True
+        await store.purge()
+        conn = await asyncpg.connect(DSN, server_settings={"search_path": schema})
+        try:
+            rows = await conn.fetch("SELECT jti FROM attesto_jtis ORDER BY jti")
+            assert [r["jti"] for r in rows] == ["new", "revoked"]  # the old index row drained
+        finally:
+            await conn.close()
+    finally:
+        await store.aclose()
+
+
 async def test_unreachable_postgres_is_store_unavailable() -> None:
     # A loopback port nothing listens on.
     with socket.socket() as s:

@@ -9,14 +9,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from attesto_asgi_sqlite import SCHEMA_VERSION, SQLiteOptions, SQLiteStore, parse_sqlite_url
+from attesto_asgi_sqlite._store import _MIGRATIONS
 
 from attesto_asgi import StoreUnavailable, open_store
 from attesto_asgi.model import AlreadyRotated, CodeReused, Rotated
 from attesto_asgi.store import Store
 from attesto_asgi.testing import StoreContract, StoreFactory
-from attesto_asgi.testing.store_contract import ContractClock, make_code, make_refresh, successor_of
+from attesto_asgi.testing.store_contract import LONG, ContractClock, make_code, make_refresh, successor_of
 
 
 def _store(path: Path | str, clock: Callable[[], float] | None = None, **opts: object) -> SQLiteStore:
@@ -126,10 +128,72 @@ async def test_schema_is_created_once_by_concurrent_first_openers(tmp_path: Path
         for s in stores:
             await s.aclose()
     with _raw(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        # Each migration ran exactly once.
+        versions = db.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"codes", "refresh", "families", "access_tokens", "claims"} <= tables
+        assert {"codes", "refresh", "families", "revoked_access_tokens", "claims"} <= tables
+        assert "access_tokens" not in tables
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_state(tmp_path: Path) -> None:
+    """A file written by the first release (schema 1, with the jti -> family index that
+    access tokens no longer need) opens, migrates, and keeps every grant state it held."""
+    path = tmp_path / "v1.db"
+    clock = ContractClock(controllable=True)
+    now = clock()
+    code = make_code(now)
+    rt = make_refresh(now)
+    fam, revoked_jti, recorded_jti = "fam-revoked", "jti-revoked", "jti-recorded"
+    (v1,) = _MIGRATIONS[:1]
+    with _raw(path) as db:
+        # Exactly what schema 1 created, and rows as version 1 wrote them.
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in v1:
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+        db.execute(
+            "INSERT INTO codes (code_hash, record, family_id, client_id, expires_at, keep_until)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (code.code_hash, msgspec.msgpack.encode(code), code.family_id, code.client_id, code.expires_at,
+             code.reuse_detect_until),
+        )  # fmt: skip
+        db.execute(
+            "INSERT INTO refresh (family_id, token_hash, record, expires_at) VALUES (?, ?, ?, ?)",
+            (rt.family_id, rt.token_hash, msgspec.msgpack.encode(rt), rt.expires_at),
+        )
+        db.execute("INSERT INTO families VALUES (?, ?, ?)", (fam, now + LONG, "nonce"))
+        db.execute("INSERT INTO access_tokens VALUES (?, ?, ?)", (recorded_jti, fam, now + 900))
+        db.execute("INSERT INTO revoked_access_tokens VALUES (?, ?)", (revoked_jti, now + 900))
+        db.execute("COMMIT")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "access_tokens" in tables
+    store = _store(path, clock)
+    try:
+        assert await store.access_token_revoked(revoked_jti, None) is True
+        assert await store.access_token_revoked(recorded_jti, fam) is True  # by its fid now
+        assert await store.access_token_revoked(recorded_jti, None) is False
+        assert await store.family_revoked(fam) is True
+        assert await store.take_code(code.code_hash) == code
+        assert await store.get_refresh(rt.family_id, rt.token_hash) == rt
+        assert isinstance(await store.rotate_refresh(rt.family_id, rt.token_hash, successor_of(rt, now), None), Rotated)
+        await store.purge()  # no purge statement names the dropped table
+    finally:
+        await store.aclose()
+    with _raw(path) as db:
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert "access_tokens" not in names
+        assert "access_tokens_expires_at" not in names
+    # Reopening the migrated file migrates nothing more.
+    again = _store(path, clock)
+    try:
+        assert await again.family_revoked(fam) is True
+    finally:
+        await again.aclose()
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -252,17 +316,16 @@ async def test_purge_drops_expired_rows_only(tmp_path: Path) -> None:
         live = make_refresh(clock(), family_id=fam, ttl=1000)
         await store.put_refresh(live)
         await store.revoke_family("fam-2", clock() + 10)
-        await store.record_access_token("jti-a", fam, clock() + 10)
         await store.revoke_access_token("jti-b", clock() + 10)
         await store.claim_once("claim", 10)
         await clock.advance(11)
         removed = await store.purge()
-        # short code, expired refresh, family marker, jti, revoked jti, claim; the taken code's
+        # short code, expired refresh, family marker, revoked jti, claim; the taken code's
         # record is dropped from its tombstone.
-        assert removed == 7
+        assert removed == 6
         assert _count(path, "codes") == 1
         assert _count(path, "refresh") == 1
-        for table in ("families", "access_tokens", "revoked_access_tokens", "claims"):
+        for table in ("families", "revoked_access_tokens", "claims"):
             assert _count(path, table) == 0
         with _raw(path) as db:
             assert db.execute("SELECT record FROM codes").fetchone() == (None,)

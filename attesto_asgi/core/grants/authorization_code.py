@@ -6,12 +6,12 @@ can be redeemed at most once and a failed redemption spends it. The store leaves
 tombstone (family id, client id); a later presentation of the same code revokes the whole
 family issued from it.
 
-Order of writes, so that a family revoked while this redemption is in flight never ends
-with live tokens: the access token's ``jti`` is recorded in the family first (a ``jti``
-recorded into a revoked family is already inactive), and the refresh token is written last
-with ``put_refresh``, which the store refuses for a revoked family; without a refresh token
-the last step asks the store whether the family was revoked. Either refusal fails the whole
-request and nothing is returned.
+A family revoked while this redemption is in flight (a concurrent replay of the code)
+never ends with live tokens: the access token and the ID token carry the family (``fid``),
+so they read as revoked once it is, and the refresh token is written last with
+``put_refresh``, which the store refuses for a revoked family; that refusal fails the whole
+request and nothing is returned. A redemption is two store round trips (``take_code``,
+``put_refresh``), one without a refresh token.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from ..refresh import family_expires_at, new_refresh_token, refresh_record
 from ..tokens import (
     family_revocation_until,
     family_revoked_during_request,
-    family_still_live,
     mint_access_token,
     resolve_audience,
     token_response,
@@ -215,9 +214,9 @@ async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
             requested_claims=requested_claims if isinstance(requested_claims, dict) else None,
             family_id=record.family_id,
         )
+    # Last: put_refresh refuses a revoked family. Without a refresh token nothing more is
+    # asked: a family revoked from now on reaches these tokens through their fid.
     refresh_token = await first_refresh_token(ctx, client, record)
-    if refresh_token is None:
-        await family_still_live(ctx, record.family_id)
     ctx.event(
         TOKEN_ISSUED,
         subject=record.subject,

@@ -7,11 +7,15 @@
 3. Mint the access token (and ID token) before the commit point, so a minting fault
    never burns the token either.
 4. One compare-and-set (``rotate_refresh``): only when it answers ``Rotated`` is the
-   successor handed out.
+   successor handed out. It checks the family first, in the same atomic step, so nothing
+   else is asked of the store: a family revoked after that instant still reaches the new
+   tokens (the access token carries the family as ``fid``; the successor is in the family).
+   A rotation is two store round trips: ``get_refresh`` and ``rotate_refresh``.
 5. A token that was already rotated is reuse (RFC 9700 §4.14.2): the whole family is
    revoked, unless this is a retry inside the grace window of the token *just* rotated,
    from the same client, for the same scope and resources, while its successor is unused;
-   that retry gets the same successor back (unsealed) and a new access token.
+   that retry gets the same successor back (unsealed) and a new access token. No
+   compare-and-set guards a retry, so it ends by asking whether the family is still live.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ CONFIDENTIAL_ONLY: Final = False
 
 
 class RefreshGrantStore(RefreshStore, FamilyStore, Protocol):
-    """The store slice this grant uses (access-token ``jti``s are recorded by ``mint_access_token``)."""
+    """The store slice this grant uses."""
 
 
 class _Plan(NamedTuple):
@@ -205,9 +209,11 @@ async def _answer(
     *,
     retry: bool,
 ) -> dict[str, Any]:
-    # Last step: a family revoked while this request ran (a concurrent reuse or revocation)
-    # is never answered with tokens; they are dead already (their jtis are in the family).
-    await family_still_live(ctx, record.family_id)
+    if retry:
+        # No compare-and-set guarded a grace retry: a family revoked while it ran (a
+        # concurrent reuse or revocation) is not answered with its (already dead) tokens.
+        # A rotation needs no such check: rotate_refresh refused a revoked family atomically.
+        await family_still_live(ctx, record.family_id)
     ctx.event(
         REFRESH_ROTATED,
         subject=record.subject,

@@ -41,6 +41,8 @@ __all__ = ["TABLES", "PostgresStore", "open_postgres_store", "parse_postgres_url
 T = TypeVar("T")
 Clock = Callable[[], float]
 
+# Still 1: a database made by the first release keeps two more columns in attesto_jtis
+# (each access token's family, no longer recorded: tokens carry it as fid); nothing reads them.
 SCHEMA_VERSION: Final = 1
 TABLES: Final = ("attesto_codes", "attesto_refresh", "attesto_families", "attesto_jtis", "attesto_claims")
 
@@ -73,9 +75,7 @@ CREATE TABLE IF NOT EXISTS attesto_families (
 );
 CREATE TABLE IF NOT EXISTS attesto_jtis (
     jti           text PRIMARY KEY,
-    family_id     text,
-    expires_at    double precision NOT NULL DEFAULT 0,
-    revoked_until double precision NOT NULL DEFAULT 0
+    revoked_until double precision NOT NULL
 );
 CREATE TABLE IF NOT EXISTS attesto_claims (key text PRIMARY KEY, until double precision NOT NULL);
 """
@@ -140,20 +140,14 @@ ON CONFLICT (family_id) DO UPDATE SET
     revoked_until = GREATEST(f.revoked_until, EXCLUDED.revoked_until)
 RETURNING revoker"""
 
-_RECORD_JTI: Final = """
-INSERT INTO attesto_jtis AS j (jti, family_id, expires_at) VALUES ($1, $2, $3)
-ON CONFLICT (jti) DO UPDATE SET family_id = EXCLUDED.family_id, expires_at = EXCLUDED.expires_at"""
-
 _REVOKE_JTI: Final = """
 INSERT INTO attesto_jtis AS j (jti, revoked_until) VALUES ($1, $2)
 ON CONFLICT (jti) DO UPDATE SET revoked_until = GREATEST(j.revoked_until, EXCLUDED.revoked_until)"""
 
+# The jti revoked, or the token's family ($3, its verified fid; NULL matches nothing).
 _JTI_REVOKED: Final = """
-SELECT EXISTS (
-    SELECT 1 FROM attesto_jtis AS j
-    LEFT JOIN attesto_families AS f ON f.family_id = j.family_id
-    WHERE j.jti = $1
-      AND (j.revoked_until > $2 OR (j.expires_at > $2 AND f.revoked_until > $2)))"""
+SELECT EXISTS (SELECT 1 FROM attesto_jtis WHERE jti = $1 AND revoked_until > $2)
+    OR EXISTS (SELECT 1 FROM attesto_families WHERE family_id = $3 AND revoked_until > $2)"""
 
 _CLAIM: Final = """
 INSERT INTO attesto_claims AS c (key, until) VALUES ($1, $2)
@@ -164,7 +158,7 @@ _PURGE: Final = """
 WITH a AS (DELETE FROM attesto_codes WHERE keep_until <= $1),
      b AS (DELETE FROM attesto_refresh WHERE expires_at <= $1),
      c AS (DELETE FROM attesto_families WHERE revoked_until <= $1),
-     d AS (DELETE FROM attesto_jtis WHERE expires_at <= $1 AND revoked_until <= $1),
+     d AS (DELETE FROM attesto_jtis WHERE revoked_until <= $1),
      e AS (DELETE FROM attesto_claims WHERE until <= $1)
 SELECT 1"""
 
@@ -271,14 +265,11 @@ class PostgresStore:
         return await self._fetchrow(sql, family_id, self._clock()) is not None
 
     # ------------------------------------------------------------- access tokens
-    async def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
-        await self._execute(_RECORD_JTI, jti, family_id, expires_at)
-
     async def revoke_access_token(self, jti: str, expires_at: float) -> None:
         await self._execute(_REVOKE_JTI, jti, expires_at)
 
-    async def access_token_revoked(self, jti: str) -> bool:
-        row = await self._fetchrow(_JTI_REVOKED, jti, self._clock())
+    async def access_token_revoked(self, jti: str, family_id: str | None) -> bool:
+        row = await self._fetchrow(_JTI_REVOKED, jti, self._clock(), family_id)
         return bool(row[0])
 
     # ------------------------------------------------------------- codes

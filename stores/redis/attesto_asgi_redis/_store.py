@@ -11,12 +11,15 @@ Key layout (``P`` is the prefix; ``{...}`` is the Redis Cluster hash tag):
 - ``{P:<family_id>}:rt:<token_hash>``: hash ``r`` (record as put) and, once rotated,
   ``ra`` (rotated_at), ``sh`` (successor hash), ``ss`` (sealed successor).
 - ``{P:<family_id>}:revoked``: the family's sticky revoked marker.
-- ``{P:jti:<jti>}:fam`` (the access token's family) and ``{P:jti:<jti>}:revoked``.
+- ``{P:jti:<jti>}:revoked``: one revoked access token. (An access token's family is not
+  stored: the token carries it as its signed ``fid`` claim.)
 - ``P:claim:<key>``: the replay cache.
 
 A rotation reads the *existing* successor of an already rotated token by a key name it
 builds from the stored hash; that key carries the same family hash tag, so it is in the
-script's slot and Redis Cluster runs it unchanged.
+script's slot and Redis Cluster runs it unchanged. The one read that spans two slots (an
+access token's revoked marker and its family's) is two single-key commands sent in one
+pipeline: one round trip, and each command goes to its own slot's node under Cluster.
 """
 
 from __future__ import annotations
@@ -148,10 +151,6 @@ def parse_redis_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), prefix
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _ms(t: float) -> int:
     """Epoch seconds to the epoch milliseconds Redis expiry commands take."""
     return round(t * 1000)
@@ -269,24 +268,26 @@ class RedisStore:
         return bool(await self._call(lambda: self.client.exists(key), idempotent=True))
 
     # ------------------------------------------------------------- access tokens
-    async def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
-        key = _jti_tag(self.prefix, jti) + ":fam"
-        ms = _ms(expires_at)
-        await self._call(lambda: self.client.set(key, family_id.encode(), pxat=ms), idempotent=True)
-
     async def revoke_access_token(self, jti: str, expires_at: float) -> None:
         keys = [_jti_tag(self.prefix, jti) + ":revoked"]
         await self._call(lambda: self._revoke_until(keys=keys, args=[_ms(expires_at)]), idempotent=True)
 
-    async def access_token_revoked(self, jti: str) -> bool:
-        tag = _jti_tag(self.prefix, jti)
-        revoked, family = await self._call(lambda: self.client.mget([tag + ":revoked", tag + ":fam"]), idempotent=True)
-        if revoked is not None:
-            return True
-        if family is None:
-            return False
-        # The family marker lives in the family's slot: a second read.
-        return await self.family_revoked(_text(family))
+    async def access_token_revoked(self, jti: str, family_id: str | None) -> bool:
+        jti_key = _jti_tag(self.prefix, jti) + ":revoked"
+        if family_id is None:
+            return bool(await self._call(lambda: self.client.exists(jti_key), idempotent=True))
+        family_key = _revoked_key(self.prefix, family_id)
+
+        async def both() -> list[Any]:
+            # Two slots: not one multi-key command (CROSSSLOT under Cluster), but two
+            # single-key reads in one non-transactional pipeline, one round trip.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.exists(jti_key)
+            pipe.exists(family_key)
+            return await pipe.execute()
+
+        jti_revoked, family_revoked = await self._call(both, idempotent=True)
+        return bool(jti_revoked or family_revoked)
 
     # ------------------------------------------------------------- codes
     async def put_code(self, record: CodeRecord) -> None:

@@ -116,6 +116,11 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE claims (key TEXT PRIMARY KEY, until REAL NOT NULL) WITHOUT ROWID",
         "CREATE INDEX claims_until ON claims (until)",
     ),
+    (
+        # Access tokens carry their family (the signed fid claim): the jti -> family index
+        # is no longer written or read. Its rows only ever named families; drop them.
+        "DROP TABLE IF EXISTS access_tokens",
+    ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
@@ -175,17 +180,14 @@ RETURNING revoker"""
 
 _FAMILY_REVOKED: Final = "SELECT 1 FROM families WHERE family_id = :f AND revoked_until > :now"
 
-_RECORD_JTI: Final = """
-INSERT OR REPLACE INTO access_tokens (jti, family_id, expires_at) VALUES (:jti, :f, :expires_at)"""
-
 _REVOKE_JTI: Final = """
 INSERT INTO revoked_access_tokens (jti, revoked_until) VALUES (:jti, :until)
 ON CONFLICT (jti) DO UPDATE SET revoked_until = max(revoked_until, excluded.revoked_until)"""
 
+# One read: the jti revoked, or the token's family (its verified fid; NULL matches nothing).
 _JTI_REVOKED: Final = """
 SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = :jti AND revoked_until > :now)
-    OR EXISTS (SELECT 1 FROM access_tokens AS a JOIN families AS f ON f.family_id = a.family_id
-               WHERE a.jti = :jti AND a.expires_at > :now AND f.revoked_until > :now)"""
+    OR EXISTS (SELECT 1 FROM families WHERE family_id = :f AND revoked_until > :now)"""
 
 # Inserted, or re-claimed after the old claim expired: a row comes back only then.
 _CLAIM: Final = """
@@ -202,7 +204,6 @@ _PURGES: Final[tuple[str, ...]] = (
     "DELETE FROM refresh WHERE (family_id, token_hash) IN "
     "(SELECT family_id, token_hash FROM refresh WHERE expires_at <= :now LIMIT :n)",
     "DELETE FROM families WHERE family_id IN (SELECT family_id FROM families WHERE revoked_until <= :now LIMIT :n)",
-    "DELETE FROM access_tokens WHERE jti IN (SELECT jti FROM access_tokens WHERE expires_at <= :now LIMIT :n)",
     "DELETE FROM revoked_access_tokens WHERE jti IN "
     "(SELECT jti FROM revoked_access_tokens WHERE revoked_until <= :now LIMIT :n)",
     "DELETE FROM claims WHERE key IN (SELECT key FROM claims WHERE until <= :now LIMIT :n)",
@@ -782,14 +783,11 @@ class SQLiteStore:
         return bool(await self._fetch(_FAMILY_REVOKED, {"f": family_id, "now": self._clock()}))
 
     # ------------------------------------------------------------- access tokens
-    async def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
-        await self._exec(_RECORD_JTI, {"jti": jti, "f": family_id, "expires_at": expires_at})
-
     async def revoke_access_token(self, jti: str, expires_at: float) -> None:
         await self._exec(_REVOKE_JTI, {"jti": jti, "until": expires_at})
 
-    async def access_token_revoked(self, jti: str) -> bool:
-        rows = await self._fetch(_JTI_REVOKED, {"jti": jti, "now": self._clock()})
+    async def access_token_revoked(self, jti: str, family_id: str | None) -> bool:
+        rows = await self._fetch(_JTI_REVOKED, {"jti": jti, "f": family_id, "now": self._clock()})
         return bool(rows[0][0])
 
     # ------------------------------------------------------------- codes

@@ -113,10 +113,6 @@ class YieldingMemoryStore(MemoryStore):
         await asyncio.sleep(0)
         return await super().revoke_family(family_id, until)
 
-    async def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
-        await asyncio.sleep(0)
-        await super().record_access_token(jti, family_id, expires_at)
-
     async def family_revoked(self, family_id: str) -> bool:
         await asyncio.sleep(0)
         return await super().family_revoked(family_id)

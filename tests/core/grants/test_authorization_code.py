@@ -9,7 +9,16 @@ import httpx
 import msgspec
 import pytest
 
-from attesto_asgi import AttestoMiddleware, Client, Config, Hooks, MemoryStore, issue_code
+from attesto_asgi import (
+    AttestoMiddleware,
+    Client,
+    Config,
+    Hooks,
+    InvalidToken,
+    MemoryStore,
+    issue_code,
+    verify_access_token,
+)
 from attesto_asgi._secrets import token_hash
 from attesto_asgi.core.codes import CODE_REUSE_MARGIN
 from attesto_asgi.core.refresh import split_refresh_token
@@ -31,7 +40,7 @@ from tests.core.grants.authcode_helpers import (
     redeem,
     spa_code,
 )
-from tests.helpers import FakeClock, http_client, jwt_claims, not_found_app
+from tests.helpers import FakeClock, access_token_revoked, http_client, jwt_claims, not_found_app
 
 
 @pytest.fixture
@@ -86,11 +95,12 @@ async def test_rfc7636_appendix_b_vector_redeems(
     assert at["auth_time"] == auth_time(clock)
     assert at["acr"] == "urn:mace:silver"
     assert at["scope"] == "openid offline_access"
-    # The access token's jti belongs to the code's family, which is live.
+    # The access token carries the code's family (fid), which is live.
     split = split_refresh_token(body["refresh_token"])
     assert split is not None
     family_id, refresh_hash = split
-    assert not await store.access_token_revoked(at["jti"])
+    assert at["fid"] == family_id
+    assert not await access_token_revoked(store, body["access_token"])
     assert not await store.family_revoked(family_id)
     # Events: token_issued then refresh_issued; no secret in either.
     assert names(hooks.events) == ["token_issued", "refresh_issued"]
@@ -380,7 +390,7 @@ async def test_second_redemption_revokes_the_family(
     code = await spa_code(config, clock)
     first = await redeem(client, code)
     assert first.status_code == 200
-    jti = jwt_claims(first.json()["access_token"])["jti"]
+    access = first.json()["access_token"]
     split = split_refresh_token(first.json()["refresh_token"])
     assert split is not None
     family_id = split[0]
@@ -397,7 +407,7 @@ async def test_second_redemption_revokes_the_family(
     # Every token from the first redemption is dead.
     assert await store.family_revoked(family_id)
     assert await store.get_refresh(*split) is None
-    assert await store.access_token_revoked(jti)
+    assert await access_token_revoked(store, access)
 
     # A third presentation is reported again; the family was already revoked.
     hooks.events.clear()
@@ -415,10 +425,9 @@ async def test_reuse_by_another_client_revokes_too(
 ) -> None:
     code = await spa_code(config, clock)
     first = await redeem(client, code)
-    jti = jwt_claims(first.json()["access_token"])["jti"]
     stolen = await redeem(client, code, client_id="spa2")
     assert_denied(stolen, "invalid_grant", hooks)
-    assert await store.access_token_revoked(jti)
+    assert await access_token_revoked(store, first.json()["access_token"])
     reuse = next(e for e in hooks.events if e.name == "code_reuse_detected")
     assert reuse.client_id == "spa2"
     assert reuse.data["issued_to"] == "spa"
@@ -428,11 +437,11 @@ async def test_reuse_detected_after_expiry_within_the_margin(
     config: Config, clock: FakeClock, client: httpx.AsyncClient, hooks: RecordingHooks, store: MemoryStore
 ) -> None:
     code = await spa_code(config, clock)
-    jti = jwt_claims((await redeem(client, code)).json()["access_token"])["jti"]
+    access = (await redeem(client, code)).json()["access_token"]
     clock.advance(config.code_ttl + CODE_REUSE_MARGIN - 1)
     r = await redeem(client, code)
     assert_denied(r, "invalid_grant", hooks, "presented again")
-    assert await store.access_token_revoked(jti)
+    assert await access_token_revoked(store, access)
     assert "family_revoked" in names(hooks.events)
 
 
@@ -522,26 +531,19 @@ class ReuseDuringIdToken(ReuseMidFlight):
         return {}
 
 
-@pytest.mark.parametrize(
-    ("hooks_cls", "scope"),
-    [
-        (ReuseBeforeRefresh, "openid offline_access"),  # put_refresh is refused
-        (ReuseDuringIdToken, "openid"),  # no refresh token: the final family check refuses
-    ],
-)
-async def test_family_revoked_mid_flight_fails_the_request(
-    make_config: Callable[..., Config], clock: FakeClock, hooks_cls: type[ReuseMidFlight], scope: str
+async def test_family_revoked_before_the_refresh_token_fails_the_request(
+    make_config: Callable[..., Config], clock: FakeClock
 ) -> None:
-    hooks = hooks_cls()
+    hooks = ReuseBeforeRefresh()
     config = make_config(clients=authcode_clients(), hooks=hooks)
     store = config.backend
-    hooks.code = await spa_code(config, clock, scope=scope)
+    hooks.code = await spa_code(config, clock, scope="openid offline_access")
     async with http_client(AttestoMiddleware(not_found_app, config)) as http:
         hooks.http = http
         r = await redeem(http, hooks.code)
     assert hooks.racing is not None
     assert hooks.racing.json()["error"] == "invalid_grant"
-    # The first request fails as a whole: nothing is returned.
+    # put_refresh is refused for the revoked family: the first request fails as a whole.
     assert r.status_code == 400
     assert r.json()["error"] == "invalid_grant"  # RFC 6749 §5.2: the grant is revoked
     denial = hooks.events[-1]
@@ -550,6 +552,32 @@ async def test_family_revoked_mid_flight_fails_the_request(
     assert "token_issued" not in names(hooks.events)
     reuse = next(e for e in hooks.events if e.name == "code_reuse_detected")
     assert await store.family_revoked(reuse.data["family_id"])
+
+
+async def test_family_revoked_mid_flight_without_a_refresh_token_leaves_nothing_live(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    """No refresh token, so no store write ends the redemption: the tokens it returns carry
+    the family (fid), which the replay revoked, so they are dead on arrival."""
+    hooks = ReuseDuringIdToken()
+    config = make_config(clients=authcode_clients(), hooks=hooks)
+    store = config.backend
+    hooks.code = await spa_code(config, clock, scope="openid")
+    async with http_client(AttestoMiddleware(not_found_app, config)) as http:
+        hooks.http = http
+        r = await redeem(http, hooks.code)
+    assert hooks.racing is not None
+    assert hooks.racing.json()["error"] == "invalid_grant"
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "refresh_token" not in body
+    reuse = next(e for e in hooks.events if e.name == "code_reuse_detected")
+    family_id = reuse.data["family_id"]
+    assert await store.family_revoked(family_id)
+    assert jwt_claims(body["access_token"])["fid"] == jwt_claims(body["id_token"])["fid"] == family_id
+    # The resource server's check (RFC 9068 §4 with the store) refuses the access token.
+    with pytest.raises(InvalidToken, match="revoked"):
+        await verify_access_token(config, body["access_token"], audience="spa", store=store)
 
 
 # ------------------------------------------------------------------ resources (RFC 8707)

@@ -624,14 +624,20 @@ class RevokingHooks(FamilyHooks):
         return {}
 
 
-async def test_a_family_revoked_during_the_exchange_issues_nothing(make_config: Callable[..., Config]) -> None:
+async def test_a_family_revoked_during_the_exchange_leaves_nothing_live(make_config: Callable[..., Config]) -> None:
+    """The subject's family passed the check, then was revoked while the exchange minted: the
+    exchanged token carries that family (fid), so it is inactive from the moment it exists."""
     hooks = RevokingHooks()
     config = make_config(clients=exchange_clients(), hooks=hooks)
     user = await start_family(config, audience=(B_API,))
     hooks.config, hooks.family_id = config, user.family_id
     async with http_client(AttestoMiddleware(not_found_app, config)) as http:
-        r = await exchange(http, "svc-b", user.access_token, audience=C_API)
-    assert error(r) == "invalid_grant"  # RFC 6749 §5.2: the grant is revoked
-    assert hooks.named("token_exchanged") == []
-    (denied,) = hooks.named("token_denied")
-    assert "revoked during the request" in denied.data["reason"]
+        body = await ok(await exchange(http, "svc-b", user.access_token, audience=C_API))
+        assert jwt_claims(body["access_token"])["fid"] == user.family_id
+        assert not await active(http, body["access_token"])
+        assert not await active(http, user.access_token)
+        # Exchanging the exchanged token again is refused: its family is revoked.
+        r = await exchange(http, "svc-c", body["access_token"], audience=D_API)
+        assert error(r) == "invalid_request"
+    (exchanged,) = hooks.named("token_exchanged")
+    assert exchanged.data["family_id"] == user.family_id
