@@ -186,8 +186,8 @@ def test_instruction_counts_under_callgrind() -> None:
     seen: list[str] = []
     rows = run_instructions(
         [Scenario("floor", "client_credentials", "memory"), Scenario("attesto", "client_credentials", "sqlite")],
-        small=1,
-        large=4,
+        small=10,
+        large=60,
         tick=seen.append,
     )
     assert len(seen) == 2  # the sqlite scenario is not counted: memory store only
