@@ -58,6 +58,7 @@ def _fill_sqlite(store: Any, records: Sequence[RefreshRecord]) -> None:
 async def _fill_redis(store: Any, records: Sequence[RefreshRecord]) -> None:
     from attesto_asgi_redis import _store as impl
 
+    put_refresh = store.client.register_script(impl._PUT_REFRESH)
     for start in range(0, len(records), 5000):
         pipe = store.client.pipeline(transaction=False)
         for r in records[start : start + 5000]:
@@ -65,7 +66,7 @@ async def _fill_redis(store: Any, records: Sequence[RefreshRecord]) -> None:
                 impl._revoked_key(store.prefix, r.family_id),
                 impl._refresh_prefix(store.prefix, r.family_id) + r.token_hash,
             ]
-            await store._put_refresh(keys=keys, args=[impl._encode(r), impl._ms(r.expires_at)], client=pipe)
+            await put_refresh(keys=keys, args=[impl._encode(r), impl._ms(r.expires_at)], client=pipe)
         replies = await pipe.execute()
         if not all(replies):
             raise RuntimeError("refresh token refused by the store")

@@ -67,6 +67,26 @@ class Endpoint:
         assert record is not None, "a refresh token was issued but its record is not in the store"
 
 
+async def staggered(
+    endpoint: Endpoint, codes: list[tuple[str, str]], waves: int = 4
+) -> list[asyncio.Future[httpx.Response]]:
+    """Start the redemptions in waves, each once the store has sent a pipeline since the
+    previous one: concurrent operations share a pipeline (auto-pipelining), so requests
+    started together advance together; waves keep them at different stages."""
+    inflight: list[asyncio.Future[httpx.Response]] = []
+    size = -(-len(codes) // waves)
+    sent = asyncio.Event()
+    endpoint.store.on_pipeline = lambda _size: sent.set()
+    try:
+        for start in range(0, len(codes), size):
+            sent.clear()
+            inflight += [asyncio.ensure_future(endpoint.redeem(*c)) for c in codes[start : start + size]]
+            await sent.wait()  # this wave's first operations reached Redis
+    finally:
+        endpoint.store.on_pipeline = None
+    return inflight
+
+
 def assert_unavailable(r: httpx.Response) -> None:
     assert r.status_code == 503, r.text
     assert r.json()["error"] == "temporarily_unavailable"
@@ -95,7 +115,7 @@ async def test_stopped_redis_is_503_and_the_endpoint_recovers(endpoint: Endpoint
 
     # Stop the server as soon as the first of 20 concurrent requests completes, so the rest
     # are caught at every stage: each one either completed (200) or is 503, never a 500.
-    inflight = [asyncio.ensure_future(endpoint.redeem(*c)) for c in pending[:20]]
+    inflight = await staggered(endpoint, pending[:20])
     await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
     private_redis.stop()  # blocking on purpose: no request advances until the server is gone
     statuses: list[int] = []
@@ -121,7 +141,7 @@ async def test_paused_redis_never_yields_an_unstored_token(endpoint: Endpoint, p
     assert private_redis.proc is not None
     pid = private_redis.proc.pid
     codes = [await endpoint.code() for _ in range(26)]
-    racing = [asyncio.ensure_future(endpoint.redeem(*c)) for c in codes[:20]]
+    racing = await staggered(endpoint, codes[:20])
     # Pause as soon as the first request completes: the others are mid-request, some with
     # their code taken and their tokens not yet stored. Replies may be lost.
     await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)

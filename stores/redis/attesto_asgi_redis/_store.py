@@ -18,16 +18,30 @@ Key layout (``P`` is the prefix; ``{...}`` is the Redis Cluster hash tag):
 A rotation reads the *existing* successor of an already rotated token by a key name it
 builds from the stored hash; that key carries the same family hash tag, so it is in the
 script's slot and Redis Cluster runs it unchanged. The one read that spans two slots (an
-access token's revoked marker and its family's) is two single-key commands sent in one
-pipeline: one round trip, and each command goes to its own slot's node under Cluster.
+access token's revoked marker and its family's) is two single-key commands queued together,
+so they share one pipeline's round trip.
+
+Auto-pipelining: operations issued concurrently in one process are queued, and a sender
+task sends whatever is queued at that moment (at most ``_BATCH``) as one non-transactional
+pipeline on one pooled connection, then answers each caller from its own reply. A lone
+operation never waits for a timer: it is sent on the next turn of the event loop. At most
+``_PIPELINES`` pipelines are in flight at once; operations arriving meanwhile queue for the
+next one, and at most ``_MAX_PENDING`` operations are queued or in flight (the rest wait,
+up to the pool timeout, then fail as unavailable). Each script is atomic on its own in Redis;
+a pipeline only shares the round trip, so every operation keeps its own semantics, its own
+reply and its own error. The store always uses the standalone client (``redis.asyncio.Redis``),
+also against a Redis Cluster node: a plain pipeline is one connection to one node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,7 +50,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
@@ -63,6 +77,14 @@ DEFAULT_PREFIX: Final = "attesto"
 
 # The errors that mean "Redis could not be reached"; the outcome is unknown or not applied.
 _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+
+# Auto-pipelining bounds: operations per pipeline, pipelines in flight, operations queued
+# or in flight at once.
+_BATCH: Final = 128
+_PIPELINES: Final = 2
+_MAX_PENDING: Final = 1024
+# NOSCRIPT recovery: rounds of "load the scripts, resend what got NOSCRIPT" per pipeline.
+_NOSCRIPT_ROUNDS: Final = 2
 
 # ---------------------------------------------------------------- scripts
 
@@ -201,13 +223,38 @@ def _rotate_result(family_id: str, reply: list[Any]) -> RotateResult:
     return AlreadyRotated(record=record, successor_used=bool(used))
 
 
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    log.warning("redis store unavailable: %s", type(exc).__name__)
+    err = StoreUnavailable(f"redis store unavailable: {type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+class _Op:
+    """One queued command: its arguments, its caller's future, whether it may be resent."""
+
+    __slots__ = ("command", "future", "retry")
+
+    def __init__(self, command: tuple[EncodableT, ...], future: asyncio.Future[Any], retry: bool) -> None:
+        self.command = command
+        self.future = future
+        self.retry = retry
+
+
 # ---------------------------------------------------------------- the store
 
 
 class RedisStore:
     """A ``Store`` on Redis. ``clock`` supplies ``rotated_at``; Redis keeps expiry itself."""
 
-    def __init__(self, url: str, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = time.time,
+        pipelines: int = _PIPELINES,
+        batch: int = _BATCH,
+    ) -> None:
         client_url, self.prefix = parse_redis_url(url)
         self._clock = clock
         # No automatic retries: a retried script whose first reply was lost would run twice
@@ -225,68 +272,224 @@ class RedisStore:
             timeout=2.0,
         )
         self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)
-        c = self.client
-        self._put_code = c.register_script(_PUT_CODE)
-        self._take_code = c.register_script(_TAKE_CODE)
-        self._revoke_until = c.register_script(_REVOKE_UNTIL)
-        self._put_refresh = c.register_script(_PUT_REFRESH)
-        self._get_refresh = c.register_script(_GET_REFRESH)
-        self._rotate = c.register_script(_ROTATE)
+        self._wait_timeout: float = pool.timeout or 2.0
+        self._scripts: dict[bytes, str] = {}
+        self._put_code = self._script(_PUT_CODE)
+        self._take_code = self._script(_TAKE_CODE)
+        self._revoke_until = self._script(_REVOKE_UNTIL)
+        self._put_refresh = self._script(_PUT_REFRESH)
+        self._get_refresh = self._script(_GET_REFRESH)
+        self._rotate = self._script(_ROTATE)
+        # The auto-pipeline: a bounded queue, and the sender tasks draining it.
+        self._pipelines = max(1, pipelines)
+        self._batch = max(1, batch)
+        self._queue: deque[_Op] = deque()
+        self._room = asyncio.Semaphore(_MAX_PENDING)
+        self._senders: set[asyncio.Task[None]] = set()
+        self._starting = 0  # sender tasks created that have not taken their batch yet
+        # Observability and tests: pipelines sent, and a hook called with each pipeline's
+        # size once its operations have left the queue (from then on they run as a unit).
+        self.pipelines_sent = 0
+        self.on_pipeline: Callable[[int], None] | None = None
 
-    async def _call(self, make: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
-        """Run one Redis call; unreachable Redis becomes ``StoreUnavailable``.
+    def _script(self, source: str) -> bytes:
+        sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest().encode()
+        self._scripts[sha] = source
+        return sha
 
-        Stale pooled connections (after a Redis restart) are dropped on the first failure;
-        only idempotent calls are retried once on a fresh connection.
+    # ------------------------------------------------------------- the auto-pipeline
+    async def _acquire_room(self, n: int = 1) -> None:
+        """Back-pressure: wait (at most the pool timeout) until ``n`` more operations fit."""
+        held = 0
+        try:
+            for _ in range(n):
+                if self._room.locked():
+                    async with asyncio.timeout(self._wait_timeout):
+                        await self._room.acquire()
+                else:
+                    await self._room.acquire()  # free room: returns at once
+                held += 1
+        except BaseException as exc:
+            for _ in range(held):
+                self._room.release()
+            if isinstance(exc, TimeoutError):
+                log.warning("redis store unavailable: queue full")
+                raise StoreUnavailable("redis store unavailable: too many operations queued") from exc
+            raise
+
+    def _enqueue(self, command: tuple[EncodableT, ...], idempotent: bool) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(command, future, idempotent))
+        if self._starting == 0 and len(self._senders) < self._pipelines:
+            self._starting += 1
+            self._senders.add(asyncio.get_running_loop().create_task(self._drain()))
+        return future
+
+    async def _run(self, *command: EncodableT, idempotent: bool = False) -> Any:
+        """Send one command through the auto-pipeline and return its reply.
+
+        Unreachable Redis becomes ``StoreUnavailable``. Cancelled before it is sent, the
+        command is dropped; once sent, it completes or not as a unit in Redis.
         """
-        tries = 2 if idempotent else 1
-        for attempt in range(tries):
+        await self._acquire_room()
+        return await self._enqueue(command, idempotent)
+
+    def _evalsha(self, sha: bytes, keys: list[str], args: list[EncodableT]) -> tuple[EncodableT, ...]:
+        return ("EVALSHA", sha, len(keys), *keys, *args)
+
+    def _settle(self, op: _Op, reply: Any) -> None:
+        self._room.release()
+        if op.future.done():  # the caller was cancelled: the reply is dropped
+            return
+        if isinstance(reply, _UNREACHABLE):
+            op.future.set_exception(_unavailable(reply))
+        elif isinstance(reply, BaseException):
+            op.future.set_exception(reply)
+        else:
+            op.future.set_result(reply)
+
+    async def _drain(self) -> None:
+        """One sender: send what is queued now as one pipeline, until the queue is empty."""
+        starting = True
+        try:
+            while self._queue:
+                batch: list[_Op] = []
+                while self._queue and len(batch) < self._batch:
+                    op = self._queue.popleft()
+                    if op.future.done():  # cancelled before it was sent: dropped
+                        self._room.release()
+                        continue
+                    batch.append(op)
+                if starting:
+                    starting = False
+                    self._starting -= 1
+                if batch:
+                    await self._send(batch)
+        finally:
+            if starting:
+                self._starting -= 1
+            # Leave the set now, not in a done callback: between this sender's last look at
+            # the queue and a callback, a new operation would find no sender to start.
+            task = asyncio.current_task()
+            if task is not None:
+                self._senders.discard(task)
+
+    async def _send(self, batch: list[_Op]) -> None:
+        pending = batch
+        loads: list[str] = []
+        for _ in range(_NOSCRIPT_ROUNDS + 1):
+            commands: list[tuple[EncodableT, ...]] = [("SCRIPT", "LOAD", source) for source in loads]
+            commands += [op.command for op in pending]
+            self.pipelines_sent += 1
+            if self.on_pipeline is not None:
+                self.on_pipeline(len(commands))
             try:
-                return await make()
+                replies = await self._pipeline(commands)
             except _UNREACHABLE as exc:
-                with contextlib.suppress(Exception):
-                    await self.client.connection_pool.disconnect(inuse_connections=False)
-                if attempt + 1 < tries and isinstance(exc, RedisConnectionError):
-                    continue
-                log.warning("redis store unavailable: %s", type(exc).__name__)
-                raise StoreUnavailable(f"redis store unavailable: {type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+                await self._lost(pending, exc)
+                return
+            except Exception as exc:  # any other failure of the whole pipeline: each op gets it
+                for op in pending:
+                    self._settle(op, exc)
+                return
+            except BaseException as exc:  # the sender itself cancelled: outcome unknown
+                for op in pending:
+                    self._settle(op, RedisConnectionError(f"pipeline abandoned: {type(exc).__name__}"))
+                raise
+            missing: list[_Op] = []
+            for op, reply in zip(pending, replies[len(loads) :], strict=True):
+                # NOSCRIPT: the script cache was flushed (a Redis restart); the script did
+                # not run, so it is safe to load it and send it again.
+                if isinstance(reply, NoScriptError) and op.command[0] == "EVALSHA":
+                    missing.append(op)
+                else:
+                    self._settle(op, reply)
+            if not missing:
+                return
+            pending = missing
+            shas = dict.fromkeys(op.command[1] for op in missing)
+            loads = [self._scripts[sha] for sha in shas if isinstance(sha, bytes) and sha in self._scripts]
+        for op in pending:
+            self._settle(op, NoScriptError("NOSCRIPT persisted after SCRIPT LOAD"))
+
+    async def _pipeline(self, commands: list[tuple[EncodableT, ...]]) -> list[Any]:
+        """Write ``commands`` at once on one pooled connection, then read one reply each.
+
+        What ``pipeline(transaction=False).execute(raise_on_error=False)`` does, without its
+        per-call bookkeeping: an error reply is returned in its place, a connection error or
+        timeout raises, and a connection left with unread replies is closed, never reused.
+        """
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+
+    async def _lost(self, pending: list[_Op], exc: BaseException) -> None:
+        """The pipeline's connection failed: every operation's outcome is unknown.
+
+        Stale pooled connections (after a Redis restart) are dropped; idempotent operations
+        are sent once more (on a fresh connection, in the next pipeline), the others fail.
+        """
+        with contextlib.suppress(Exception):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+        again: list[_Op] = []
+        for op in pending:
+            if op.retry and isinstance(exc, RedisConnectionError) and not op.future.done():
+                op.retry = False
+                again.append(op)
+            else:
+                self._settle(op, exc)
+        self._queue.extendleft(reversed(again))
 
     # ------------------------------------------------------------- replay cache
     async def claim_once(self, key: str, ttl: float) -> bool:
         name = f"{self.prefix}:claim:{key}"
         ms = max(1, round(ttl * 1000))
-        return bool(await self._call(lambda: self.client.set(name, b"1", nx=True, px=ms)))
+        return bool(await self._run("SET", name, b"1", "NX", "PX", ms))
 
     # ------------------------------------------------------------- families
     async def revoke_family(self, family_id: str, until: float) -> bool:
         keys = [_revoked_key(self.prefix, family_id)]
-        return bool(await self._call(lambda: self._revoke_until(keys=keys, args=[_ms(until)])))
+        return bool(await self._run(*self._evalsha(self._revoke_until, keys, [_ms(until)])))
 
     async def family_revoked(self, family_id: str) -> bool:
         key = _revoked_key(self.prefix, family_id)
-        return bool(await self._call(lambda: self.client.exists(key), idempotent=True))
+        return bool(await self._run("EXISTS", key, idempotent=True))
 
     # ------------------------------------------------------------- access tokens
     async def revoke_access_token(self, jti: str, expires_at: float) -> None:
         keys = [_jti_tag(self.prefix, jti) + ":revoked"]
-        await self._call(lambda: self._revoke_until(keys=keys, args=[_ms(expires_at)]), idempotent=True)
+        await self._run(*self._evalsha(self._revoke_until, keys, [_ms(expires_at)]), idempotent=True)
 
     async def access_token_revoked(self, jti: str, family_id: str | None) -> bool:
         jti_key = _jti_tag(self.prefix, jti) + ":revoked"
         if family_id is None:
-            return bool(await self._call(lambda: self.client.exists(jti_key), idempotent=True))
+            return bool(await self._run("EXISTS", jti_key, idempotent=True))
         family_key = _revoked_key(self.prefix, family_id)
 
-        async def both() -> list[Any]:
-            # Two slots: not one multi-key command (CROSSSLOT under Cluster), but two
-            # single-key reads in one non-transactional pipeline, one round trip.
-            pipe = self.client.pipeline(transaction=False)
-            pipe.exists(jti_key)
-            pipe.exists(family_key)
-            return await pipe.execute()
-
-        jti_revoked, family_revoked = await self._call(both, idempotent=True)
+        # Two slots: not one multi-key command (CROSSSLOT under Cluster), but two single-key
+        # reads queued together, so they share one pipeline's round trip.
+        await self._acquire_room(2)
+        jti_reply = self._enqueue(("EXISTS", jti_key), True)
+        family_reply = self._enqueue(("EXISTS", family_key), True)
+        try:
+            jti_revoked = await jti_reply
+        finally:
+            if not jti_reply.done() or jti_reply.cancelled() or jti_reply.exception() is not None:
+                family_reply.cancel()  # not sent yet: dropped; sent: its reply is dropped
+        family_revoked = await family_reply
         return bool(jti_revoked or family_revoked)
 
     # ------------------------------------------------------------- codes
@@ -299,11 +502,11 @@ class RedisStore:
             record.family_id,
             record.client_id,
         ]
-        await self._call(lambda: self._put_code(keys=keys, args=args), idempotent=True)
+        await self._run(*self._evalsha(self._put_code, keys, args), idempotent=True)
 
     async def take_code(self, code_hash: str) -> CodeRecord | CodeReused | None:
         keys = [f"{self.prefix}:code:{code_hash}"]
-        reply = await self._call(lambda: self._take_code(keys=keys))
+        reply = await self._run(*self._evalsha(self._take_code, keys, []))
         if not reply:
             return None
         if reply[0] == b"taken":
@@ -315,11 +518,11 @@ class RedisStore:
         fam = record.family_id
         keys = [_revoked_key(self.prefix, fam), _refresh_prefix(self.prefix, fam) + record.token_hash]
         args: list[EncodableT] = [_encode(record), _ms(record.expires_at)]
-        return bool(await self._call(lambda: self._put_refresh(keys=keys, args=args), idempotent=True))
+        return bool(await self._run(*self._evalsha(self._put_refresh, keys, args), idempotent=True))
 
     async def get_refresh(self, family_id: str, token_hash: str) -> RefreshRecord | None:
         keys = [_revoked_key(self.prefix, family_id), _refresh_prefix(self.prefix, family_id) + token_hash]
-        reply = await self._call(lambda: self._get_refresh(keys=keys), idempotent=True)
+        reply = await self._run(*self._evalsha(self._get_refresh, keys, []), idempotent=True)
         return _refresh_record(reply) if reply else None
 
     async def rotate_refresh(
@@ -338,10 +541,15 @@ class RedisStore:
             _ms(successor.expires_at),
             rt,
         ]
-        reply = await self._call(lambda: self._rotate(keys=keys, args=args))
+        reply = await self._run(*self._evalsha(self._rotate, keys, args))
         return _rotate_result(family_id, reply)
 
     async def aclose(self) -> None:
+        """Answer (or fail) every queued operation, then close the connection pool."""
+        while self._senders:
+            await asyncio.gather(*self._senders, return_exceptions=True)
+        while self._queue:  # only if no sender could run (its event loop is gone)
+            self._settle(self._queue.popleft(), RedisConnectionError("store closed"))
         await self.client.aclose()
 
 
