@@ -53,17 +53,17 @@ async def _serve(scenario: Scenario, n: int) -> None:
     await built.aclose()
 
 
-def _measured(scenario: Scenario, n: int) -> list[str]:
-    # -B: neither run writes bytecode, so both see the same compiled modules on disk.
-    return [sys.executable, "-B", "-m", "benchmarks.stage_instructions", scenario.impl, scenario.grant, str(n)]
+def _measured(scenario: Scenario, n: int, *, write_bytecode: bool = False) -> list[str]:
+    # -B: neither counted run writes bytecode, so both see the same compiled modules on disk.
+    python = [sys.executable] if write_bytecode else [sys.executable, "-B"]
+    return [*python, "-m", "benchmarks.stage_instructions", scenario.impl, scenario.grant, str(n)]
 
 
 def warm(scenario: Scenario) -> None:
     """One native run first: it writes every module's bytecode, so the two counted runs load
     the same files (a run that compiled a module would count the compiler), and it proves
     the scenario answers before valgrind spends a minute on it."""
-    cmd = [sys.executable, "-m", "benchmarks.stage_instructions", scenario.impl, scenario.grant, "1"]
-    done = subprocess.run(cmd, capture_output=True, check=False)
+    done = subprocess.run(_measured(scenario, 1, write_bytecode=True), capture_output=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{scenario.name} failed: {done.stderr[-600:].decode(errors='replace')}")
 

@@ -334,8 +334,11 @@ class RedisStore:
         await self._acquire_room()
         return await self._enqueue(command, idempotent)
 
-    def _evalsha(self, sha: bytes, keys: list[str], args: list[EncodableT]) -> tuple[EncodableT, ...]:
-        return ("EVALSHA", sha, len(keys), *keys, *args)
+    async def _script_run(
+        self, sha: bytes, keys: list[str], args: list[EncodableT], *, idempotent: bool = False
+    ) -> Any:
+        """Run one of our Lua scripts (by its SHA) through the auto-pipeline."""
+        return await self._run("EVALSHA", sha, len(keys), *keys, *args, idempotent=idempotent)
 
     def _settle(self, op: _Op, reply: Any) -> None:
         self._room.release()
@@ -462,7 +465,7 @@ class RedisStore:
     # ------------------------------------------------------------- families
     async def revoke_family(self, family_id: str, until: float) -> bool:
         keys = [_revoked_key(self.prefix, family_id)]
-        return bool(await self._run(*self._evalsha(self._revoke_until, keys, [_ms(until)])))
+        return bool(await self._script_run(self._revoke_until, keys, [_ms(until)]))
 
     async def family_revoked(self, family_id: str) -> bool:
         key = _revoked_key(self.prefix, family_id)
@@ -471,7 +474,7 @@ class RedisStore:
     # ------------------------------------------------------------- access tokens
     async def revoke_access_token(self, jti: str, expires_at: float) -> None:
         keys = [_jti_tag(self.prefix, jti) + ":revoked"]
-        await self._run(*self._evalsha(self._revoke_until, keys, [_ms(expires_at)]), idempotent=True)
+        await self._script_run(self._revoke_until, keys, [_ms(expires_at)], idempotent=True)
 
     async def access_token_revoked(self, jti: str, family_id: str | None) -> bool:
         jti_key = _jti_tag(self.prefix, jti) + ":revoked"
@@ -502,11 +505,11 @@ class RedisStore:
             record.family_id,
             record.client_id,
         ]
-        await self._run(*self._evalsha(self._put_code, keys, args), idempotent=True)
+        await self._script_run(self._put_code, keys, args, idempotent=True)
 
     async def take_code(self, code_hash: str) -> CodeRecord | CodeReused | None:
         keys = [f"{self.prefix}:code:{code_hash}"]
-        reply = await self._run(*self._evalsha(self._take_code, keys, []))
+        reply = await self._script_run(self._take_code, keys, [])
         if not reply:
             return None
         if reply[0] == b"taken":
@@ -518,11 +521,11 @@ class RedisStore:
         fam = record.family_id
         keys = [_revoked_key(self.prefix, fam), _refresh_prefix(self.prefix, fam) + record.token_hash]
         args: list[EncodableT] = [_encode(record), _ms(record.expires_at)]
-        return bool(await self._run(*self._evalsha(self._put_refresh, keys, args), idempotent=True))
+        return bool(await self._script_run(self._put_refresh, keys, args, idempotent=True))
 
     async def get_refresh(self, family_id: str, token_hash: str) -> RefreshRecord | None:
         keys = [_revoked_key(self.prefix, family_id), _refresh_prefix(self.prefix, family_id) + token_hash]
-        reply = await self._run(*self._evalsha(self._get_refresh, keys, []), idempotent=True)
+        reply = await self._script_run(self._get_refresh, keys, [], idempotent=True)
         return _refresh_record(reply) if reply else None
 
     async def rotate_refresh(
@@ -541,7 +544,7 @@ class RedisStore:
             _ms(successor.expires_at),
             rt,
         ]
-        reply = await self._run(*self._evalsha(self._rotate, keys, args))
+        reply = await self._script_run(self._rotate, keys, args)
         return _rotate_result(family_id, reply)
 
     async def aclose(self) -> None:

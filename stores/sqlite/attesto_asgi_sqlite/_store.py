@@ -760,7 +760,7 @@ class SQLiteStore:
 
     async def _exec(self, sql: str, params: Mapping[str, Any]) -> None:
         """A write of one statement, in the next batch."""
-        await self._write(lambda conn: conn.execute(sql, params).fetchall())
+        await self._returning(sql, params)
 
     async def _returning(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         """A write of one statement, in the next batch: the rows it returned."""
