@@ -50,7 +50,9 @@ class Hooks:
         return requested
 
     async def access_token_claims(self, client: Client, subject: str, scope: tuple[str, ...]) -> Mapping[str, Any]:
-        """Extra claims for an access token. A claim the token sets itself wins."""
+        """Extra claims for an access token. A claim with a name the server reserves
+        (``AT_RESERVED_CLAIMS``: ``iss sub aud exp iat nbf jti client_id scope auth_time acr
+        amr act cnf fid``) is dropped, also when this token leaves that claim out."""
         return {}
 
     async def id_token_claims(

@@ -56,7 +56,7 @@ def _bad(detail: str) -> OAuthError:
 def parse_form(body: bytes) -> Form:
     """Parameters sent without a value are treated as omitted (RFC 6749 §3.1); a parameter
     given twice is ``invalid_request`` (§3.1: "MUST NOT be included more than once")."""
-    if _BAD_PERCENT.search(body):
+    if b"%" in body and _BAD_PERCENT.search(body):
         raise _bad("invalid percent-encoding")
     try:
         text = body.decode("ascii")

@@ -57,6 +57,7 @@ _FORBIDDEN_IN_QUERY: Final = frozenset(
         "token",
     }
 )
+_FORM: Final = b"application/x-www-form-urlencoded"
 _encode = msgspec.json.encode
 
 
@@ -222,8 +223,10 @@ class AttestoMiddleware:
     @staticmethod
     def _form_content_type(content_type: bytes) -> None:
         # RFC 6749 §3.2: "using the application/x-www-form-urlencoded format".
+        if content_type == _FORM:  # the usual header, as is
+            return
         media = content_type.split(b";", 1)[0].strip().lower()
-        if media != b"application/x-www-form-urlencoded":
+        if media != _FORM:
             raise OAuthError(INVALID_REQUEST, "The body must be application/x-www-form-urlencoded.")
 
     @staticmethod

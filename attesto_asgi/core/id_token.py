@@ -10,7 +10,7 @@ from typing import Any, Final
 from .._secrets import b64url
 from ..model import Client
 from .context import Context
-from .tokens import FAMILY_CLAIM, MintError, put_known
+from .tokens import FAMILY_CLAIM, MintError
 
 __all__ = ["ID_RESERVED_CLAIMS", "half_hash", "id_token_alg", "mint_id_token"]
 
@@ -92,21 +92,31 @@ async def mint_id_token(
     alg = id_token_alg(ctx, client)
     iat = int(ctx.now)
     claims: dict[str, Any] = dict(extra)
-    claims.update(iss=config.issuer, sub=subject, aud=client.client_id, exp=iat + config.id_token_ttl, iat=iat)
+    claims["iss"] = config.issuer
+    claims["sub"] = subject
+    claims["aud"] = client.client_id
+    claims["exp"] = iat + config.id_token_ttl
+    claims["iat"] = iat
     # OIDC Core §2: azp is the party to which the ID Token was issued.
     claims["azp"] = client.client_id
-    put_known(
-        claims,
-        auth_time=auth_time,
-        nonce=nonce,
-        acr=acr,
-        amr=list(amr) if amr else None,
-        sid=sid,
-        at_hash=half_hash(access_token, alg) if access_token is not None else None,
-        c_hash=half_hash(code, alg) if code is not None else None,
+    # Each optional claim only when known: never null.
+    if auth_time is not None:
+        claims["auth_time"] = auth_time
+    if nonce is not None:
+        claims["nonce"] = nonce
+    if acr is not None:
+        claims["acr"] = acr
+    if amr:
+        claims["amr"] = list(amr)
+    if sid is not None:
+        claims["sid"] = sid
+    if access_token is not None:
+        claims["at_hash"] = half_hash(access_token, alg)
+    if code is not None:
+        claims["c_hash"] = half_hash(code, alg)
+    if family_id is not None:
         # The token family (private claim): token exchange refuses an ID token of a revoked family.
-        **{FAMILY_CLAIM: family_id},
-    )
+        claims[FAMILY_CLAIM] = family_id
     try:
         return config.keys.signer(alg).sign(claims, "JWT")
     except Exception as exc:

@@ -21,7 +21,6 @@ __all__ = [
     "family_revocation_until",
     "family_revoked_during_request",
     "family_still_live",
-    "put_known",
     "mint_access_token",
     "resolve_audience",
     "token_response",
@@ -66,13 +65,6 @@ class MintError(Exception):
         return OAuthError(INVALID_REQUEST, "Unable to issue token.", detail=f"mint failure: {self}")
 
 
-def put_known(claims: dict[str, Any], **values: Any) -> None:
-    """Set each claim whose value is known; an unknown (None) claim is left out, never null."""
-    for name, value in values.items():
-        if value is not None:
-            claims[name] = value
-
-
 class AccessToken(NamedTuple):
     token: str
     claims: dict[str, Any]
@@ -115,26 +107,30 @@ async def mint_access_token(
     exp = iat + (client.access_token_ttl or config.access_token_ttl)
     if not_after is not None:
         exp = min(exp, int(not_after))
-    claims: dict[str, Any] = dict(await config.hooks.access_token_claims(client, subject, scope))
-    # RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti are REQUIRED.
-    claims.update(
-        iss=config.issuer,
-        sub=subject,
-        aud=audience[0] if len(audience) == 1 else list(audience),
-        exp=exp,
-        iat=iat,
-        jti=new_id(),
-        client_id=client.client_id,
-    )
-    put_known(
-        claims,
-        scope=format_scope(scope) if scope else None,
-        auth_time=auth_time,
-        acr=acr,
-        amr=list(amr) if amr else None,
-        act=act,
-        **{FAMILY_CLAIM: family_id},
-    )
+    extra = await config.hooks.access_token_claims(client, subject, scope)
+    # RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti are REQUIRED. A hook's claim never
+    # takes a reserved name, even one this token leaves out (no forged act, cnf or fid).
+    claims: dict[str, Any] = {k: v for k, v in extra.items() if k not in AT_RESERVED_CLAIMS} if extra else {}
+    claims["iss"] = config.issuer
+    claims["sub"] = subject
+    claims["aud"] = audience[0] if len(audience) == 1 else list(audience)
+    claims["exp"] = exp
+    claims["iat"] = iat
+    claims["jti"] = new_id()
+    claims["client_id"] = client.client_id
+    # Each optional claim only when known: never null.
+    if scope:
+        claims["scope"] = format_scope(scope)
+    if auth_time is not None:
+        claims["auth_time"] = auth_time
+    if acr is not None:
+        claims["acr"] = acr
+    if amr:
+        claims["amr"] = list(amr)
+    if act is not None:
+        claims["act"] = act
+    if family_id is not None:
+        claims[FAMILY_CLAIM] = family_id
     try:
         token = config.keys.signer().sign(claims, typ)
     except Exception as exc:

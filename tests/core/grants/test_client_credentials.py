@@ -99,7 +99,18 @@ async def test_per_client_ttl_and_default_audience(make_config: Callable[..., Co
 async def test_hook_claims_are_added_but_never_override_reserved_ones(make_config: Callable[..., Config]) -> None:
     class Extra(Hooks):
         async def access_token_claims(self, client: Any, subject: str, scope: Any) -> dict[str, Any]:
-            return {"tenant": "acme", "sub": "attacker", "iss": "https://evil"}
+            return {
+                "tenant": "acme",
+                "sub": "attacker",
+                "iss": "https://evil",
+                # Reserved names this token leaves out: a hook must not forge them either.
+                "act": {"sub": "admin"},
+                "cnf": {"jkt": "forged"},
+                "fid": "someone-elses-family",
+                "auth_time": 1,
+                "acr": "urn:forged",
+                "amr": ["hwk"],
+            }
 
     config = make_config(hooks=Extra())
     async with http_client(AttestoMiddleware(not_found_app, config)) as http:
@@ -108,6 +119,7 @@ async def test_hook_claims_are_added_but_never_override_reserved_ones(make_confi
     assert claims["tenant"] == "acme"
     assert claims["sub"] == "svc"
     assert claims["iss"] == ISSUER
+    assert not {"act", "cnf", "fid", "auth_time", "acr", "amr"} & set(claims)
 
 
 async def test_rs256_active_key_signs(make_config: Callable[..., Config]) -> None:
