@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,6 +46,21 @@ def test_basic_credentials_are_form_decoded_only_when_encoded() -> None:
     assert _parse_basic(header("plain:secret")) == ("plain", "secret")
     assert _parse_basic(header("no-colon")) is None
     assert _parse_basic("Bearer abc") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Basic \u00fcser:pass",  # a latin-1 header byte outside base64's alphabet
+        "Basic cGxhaW46c2VjcmV0=cGxhaW4=",  # data after padding (strict base64)
+        "Basic cGxhaW4 6c2VjcmV0",  # a space inside the value
+        "Basic cGxhaW46c2VjcmV",  # truncated: bad padding
+        "Basic //79",  # decodes to bytes that are not UTF-8
+        "Basic ",
+    ],
+)
+def test_malformed_basic_credentials_are_refused(value: str) -> None:
+    assert _parse_basic(value) is None
 
 
 @given(st.binary(max_size=200))

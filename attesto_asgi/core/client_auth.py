@@ -63,8 +63,9 @@ def _parse_basic(header: str) -> tuple[str, str] | None:
     if scheme.lower() != "basic" or not value:
         return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        # What base64.b64decode(validate=True) does, without its two Python frames.
+        decoded = binascii.a2b_base64(value.strip().encode("ascii"), strict_mode=True).decode("utf-8")
+    except (binascii.Error, UnicodeError):
         return None
     client_id, sep, secret = decoded.partition(":")
     if not sep:
