@@ -180,3 +180,41 @@ async def test_a_dropped_connection_fails_its_pipeline_and_the_store_serves_agai
         assert await store.take_code(code.code_hash) is None  # the restarted server is empty
     finally:
         await store.aclose()
+
+
+async def test_a_frozen_server_fails_the_whole_pipeline_within_its_deadline(private_redis: RedisServer) -> None:
+    # One deadline (socket_timeout) covers all of a pipeline's replies: a server that takes
+    # the commands and never answers fails every operation of the pipeline with
+    # StoreUnavailable, and the connection that still owes replies is never reused.
+    store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=0.5")
+    assert private_redis.proc is not None
+    pid = private_redis.proc.pid
+    try:
+        now = time.time()
+        code = make_code(now)
+        await store.put_code(code)
+        records = [make_refresh(now, ttl=LONG) for _ in range(10)]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(30):  # a guard against a hang, not a speed check
+                results = await asyncio.gather(
+                    store.take_code(code.code_hash),  # not idempotent: never resent
+                    *(store.put_refresh(r) for r in records),
+                    return_exceptions=True,
+                )
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        # The frozen redemption's outcome is unknown (Redis may run or drop what a closed
+        # connection sent): the code was redeemed at most once, by it or by this call.
+        taken = await store.take_code(code.code_hash)
+        assert taken == code or isinstance(taken, CodeReused), taken
+        # A fresh connection answers each operation with its own reply, none from the old one.
+        fresh = make_code(time.time())
+        await store.put_code(fresh)
+        assert all(await asyncio.gather(*(store.put_refresh(r) for r in records)))
+        assert await store.take_code(fresh.code_hash) == fresh
+        found = await asyncio.gather(*(store.get_refresh(r.family_id, r.token_hash) for r in records))
+        assert [f.token_hash if f else None for f in found] == [r.token_hash for r in records]
+    finally:
+        await store.aclose()

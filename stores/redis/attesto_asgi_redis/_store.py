@@ -39,12 +39,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import hiredis
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -157,6 +159,8 @@ return {'rotated', v[1]}
 _code_decoder: Final = msgspec.msgpack.Decoder(CodeRecord)
 _refresh_decoder: Final = msgspec.msgpack.Decoder(RefreshRecord)
 _encode: Final = msgspec.msgpack.encode
+# One command in RESP, packed in C. (hiredis's stub types the command as a 1-tuple.)
+_pack_command: Final[Callable[[tuple[EncodableT, ...]], bytes]] = hiredis.pack_command  # type: ignore[assignment]
 
 
 def parse_redis_url(url: str) -> tuple[str, str]:
@@ -425,13 +429,20 @@ class RedisStore:
         pool = self.client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(conn.pack_commands(commands))
+            # hiredis packs each command in one C call (redis.asyncio packs in Python).
+            await conn.send_packed_command(b"".join([_pack_command(c) for c in commands]))
             replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
+            # One deadline for the whole pipeline (the connection's socket_timeout) instead of
+            # a timer per reply; timeout=math.inf asks redis-py not to start its own.
+            try:
+                async with asyncio.timeout(conn.socket_timeout):
+                    for _ in commands:
+                        try:
+                            replies.append(await conn.read_response(timeout=math.inf))
+                        except ResponseError as exc:
+                            replies.append(exc)
+            except TimeoutError:
+                raise RedisTimeoutError(f"no reply within {conn.socket_timeout} s") from None
             return replies
         except BaseException:
             await conn.disconnect()
