@@ -26,7 +26,7 @@ from .env import Env, ensure_store_backends, ensure_wrk, machine
 from .report import update_readme, write
 from .scenarios import Scenario, all_scenarios
 from .stage_growth import run_growth
-from .stage_http import run_http
+from .stage_http import http_steps, run_http
 from .stage_inprocess import run_inprocess
 from .stage_instructions import run_instructions
 
@@ -55,12 +55,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=lambda v: [int(x) for x in _csv(v)], default=[1, 16, 64, 256])
     p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 0.4; quick 0.3)")
     p.add_argument("--rounds", type=int, default=None, help="in-process rounds (default 8; quick 2)")
-    p.add_argument("--wrk-seconds", type=float, default=1.0, help="one wrk run (default 1; whole seconds)")
+    p.add_argument("--wrk-seconds", type=float, default=0.5, help="one wrk run (default 0.5)")
     p.add_argument(
         "--http-rounds",
         type=int,
         default=None,
-        help="wrk runs per scenario and concurrency (median; default 2, quick 1)",
+        help="rounds per server and concurrency, each a wrk run per scenario of a grant and the floor, "
+        "back to back (ratios are medians of per-round ratios; default 4, quick 1)",
     )
     p.add_argument(
         "--growth",
@@ -74,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     q = args.quick
     args.seconds = args.seconds or (0.3 if q else 0.4)
     args.rounds = args.rounds or (2 if q else 8)
-    args.http_rounds = args.http_rounds or (1 if q else 2)
+    args.http_rounds = args.http_rounds or (1 if q else 4)
     args.growth = args.growth or ([1000, 10000] if q else [1000, 100_000, 1_000_000])
     return args
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             if "inprocess" in args.stages:
                 tasks["inprocess"] = progress.add_task("in-process", total=len(scenarios) * args.rounds, now="")
             if "http" in args.stages:
-                total = len(scenarios) * len(args.servers) * len(args.concurrency) * args.http_rounds
+                total = http_steps(scenarios, args.servers, args.concurrency, args.http_rounds)
                 tasks["http"] = progress.add_task("over HTTP", total=total, now="")
             if growth_stores:
                 tasks["growth"] = progress.add_task("growth", total=len(growth_stores) * len(args.growth) * 2, now="")
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 measured = {(r["impl"], r["grant"], r["store"]): r["rate"] for r in results["inprocess"]}
 
                 def expected(sc: Scenario) -> float:
-                    return measured.get((sc.impl, sc.grant, sc.store), 4000.0)
+                    return float(measured.get((sc.impl, sc.grant, sc.store), 4000.0))
 
                 results["http"] = run_http(
                     scenarios,

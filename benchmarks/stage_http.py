@@ -2,18 +2,26 @@
 one worker, driven by wrk with ``wrk/post.lua`` at each concurrency.
 
 The server mints the request bodies at start-up (``benchmarks.serve``), so every code and
-refresh token is valid; each concurrency level takes the next unused slice of them.
+refresh token is valid; each wrk run takes the next unused slice of them.
+
+The scenarios that are compared are measured next to each other in time: one *group* per
+grant (every scenario of that grant, and the floor), and for each concurrency, ``rounds``
+rounds in which each group's members get one wrk run each, back to back, in an order that
+alternates from round to round. A ratio between two scenarios is then the median of their
+per-round ratios (``benchmarks/report.py``), as in-process, and every per-round rate is kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +29,7 @@ from .common import FORM_HEADERS, TOKEN_PATH, Keys
 from .env import Env, free_port, wait_port
 from .scenarios import Scenario
 
-__all__ = ["HTTPServer", "run_http", "wrk_once"]
+__all__ = ["HTTPServer", "comparison_groups", "http_steps", "round_order", "run_http", "wrk_once"]
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "wrk" / "post.lua"
@@ -164,12 +172,16 @@ def first_request(port: int, bodies: Path, keys: Keys, grant: str) -> None:
 def wrk_once(
     wrk: str, port: int, bodies: Path, offset: int, reuse: bool, connections: int, seconds: float
 ) -> dict[str, Any]:
-    """One wrk run; its JSON summary plus the requests per second."""
+    """One wrk run of about ``seconds``; its JSON summary plus the requests per second.
+
+    wrk's ``-d`` takes whole seconds: it is started for longer and stopped with SIGINT, on
+    which it stops its connections and reports as usual (the rate is over the time it
+    measured itself)."""
     cmd = [
         wrk,
         "-t1",
         f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
+        f"-d{math.ceil(seconds) + 1}s",
         "--latency",
         "--timeout",
         "10s",
@@ -182,13 +194,56 @@ def wrk_once(
         "reuse" if reuse else "once",
         AUTHORIZATION,
     ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=seconds + 60)
-    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("{"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    line = next((ln for ln in out.splitlines() if ln.startswith("{")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {err[-2000:]}{out[-2000:]}")
     data: dict[str, Any] = json.loads(line)
     data["errors"] = data["non2xx"] + data["connect"] + data["read"] + data["write"] + data["timeout"]
     data["ok"] = data["requests"] - data["non2xx"]
     data["rate"] = data["ok"] / (data["duration_us"] / 1e6)
     return data
+
+
+def comparison_groups(scenarios: Sequence[Scenario]) -> list[tuple[str, list[Scenario]]]:
+    """The scenarios measured next to each other: one group per grant, each with the floor
+    (the report compares every row with the floor and with the peers on its grant; the
+    floor's own group is client_credentials)."""
+    floors = [sc for sc in scenarios if sc.impl == "floor"]
+    groups = []
+    for grant in dict.fromkeys(sc.grant for sc in scenarios):
+        members = [sc for sc in scenarios if sc.grant == grant]
+        groups.append((grant, members + [f for f in floors if f not in members]))
+    return groups
+
+
+def round_order(members: Sequence[Scenario], i: int) -> list[Scenario]:
+    """Round ``i``'s order: rotated by one every two rounds, and reversed in odd rounds, so
+    that of any two members each goes first in half of the rounds (and a store's background
+    work or a server's wake-up does not always fall on the same neighbour)."""
+    k = (i // 2) % len(members)
+    order = list(members[k:]) + list(members[:k])
+    return order[::-1] if i % 2 else order
+
+
+def http_steps(scenarios: Sequence[Scenario], servers: Sequence[str], concurrency: Sequence[int], rounds: int) -> int:
+    """How many wrk runs ``run_http`` makes (for the progress bar)."""
+    per_round = sum(len(members) for _, members in comparison_groups(scenarios))
+    return len(servers) * len(concurrency) * rounds * per_round
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
 
 
 def run_http(
@@ -205,42 +260,50 @@ def run_http(
     tick: Callable[[str], None],
     warmup: bool = True,
 ) -> list[dict[str, Any]]:
-    """For each server kind, every scenario's server is started at once; then, concurrency by
-    concurrency, each gets one wrk run per round in a rotated order, so that runs compared
-    with each other are next to each other in time. A figure is the best of its rounds: the
-    other tenants of a shared machine only ever slow a run down."""
+    """For each server kind, every scenario's server is started at once and kept running;
+    then, concurrency by concurrency, ``rounds`` rounds each give every group (see
+    ``comparison_groups``) one wrk run per member, back to back. A row's figure is the
+    median of its runs (the floor's: of all its runs, in every group); ``rounds`` keeps
+    its rate in each round of its own grant's group, ``rounds_in`` the floor's in the
+    other groups, so the report can pair any two rows measured side by side."""
+    groups = comparison_groups(scenarios)
+    memberships = {sc: sum(sc in members for _, members in groups) for sc in scenarios}
     results: list[dict[str, Any]] = []
     for server in servers:
-        running: list[tuple[Scenario, HTTPServer, bool]] = []
+        running: dict[Scenario, tuple[HTTPServer, bool]] = {}
         try:
             for sc in scenarios:
                 reuse = sc.grant == "client_credentials"
-                # Enough bodies for every run at well above the in-process rate (which is sequential:
-                # concurrency over HTTP can beat it for a networked store), plus slack.
-                per_run = int(max(expected_rate(sc) * 2.5, 1200) * max(seconds, 1.0)) + 300
-                count = 1 if reuse else per_run * (len(concurrency) * rounds + 1) + 2 * sum(concurrency) * rounds
-                running.append((sc, HTTPServer(server, sc, env.store_url(sc.store), keys, env.dir, count), reuse))
-            offsets: dict[str, int] = {}
-            for sc, srv, reuse in running:
+                # Enough bodies for every run at well above the in-process rate (concurrency over
+                # HTTP can beat it for a networked store), plus slack: wrk stops up to 0.1 s
+                # after the signal, and up to ``c`` requests are in flight when it stops.
+                per_run = int(max(expected_rate(sc) * 2.5, 1200) * (seconds + 0.2)) + 300
+                runs = len(concurrency) * rounds * memberships[sc]
+                count = 1 if reuse else per_run * (runs + 1) + 2 * sum(concurrency) * rounds * memberships[sc]
+                running[sc] = (HTTPServer(server, sc, env.store_url(sc.store), keys, env.dir, count), reuse)
+            offsets: dict[Scenario, int] = {}
+            for sc, (srv, reuse) in running.items():
                 srv.wait_ready(300)
                 first_request(srv.port, srv.bodies, keys, sc.grant)
-                offsets[sc.name] = 0 if reuse else 1
+                offsets[sc] = 0 if reuse else 1
                 if warmup:
-                    warm = wrk_once(wrk, srv.port, srv.bodies, offsets[sc.name], reuse, 16, 1.0)
-                    offsets[sc.name] += 0 if reuse else warm["requests"] + 16
+                    warm = wrk_once(wrk, srv.port, srv.bodies, offsets[sc], reuse, 16, max(seconds, 0.5))
+                    offsets[sc] += 0 if reuse else warm["requests"] + 16
             for c in concurrency:
-                runs: dict[str, list[dict[str, Any]]] = {sc.name: [] for sc, _, _ in running}
+                # (group, scenario) -> that scenario's runs in that group, one per round
+                runs_in: dict[tuple[str, Scenario], list[dict[str, Any]]] = {}
                 for i in range(rounds):
-                    k = i % len(running)
-                    for sc, srv, reuse in running[k:] + running[:k]:
-                        run = wrk_once(wrk, srv.port, srv.bodies, offsets[sc.name], reuse, c, seconds)
-                        if not reuse:
-                            offsets[sc.name] += run["requests"] + c
-                        runs[sc.name].append(run)
-                        tick(f"{server} {sc.name} c={c}")
-                for sc, _, _ in running:
-                    rs = sorted(runs[sc.name], key=lambda r: r["rate"])
-                    best = rs[-1]
+                    for grant, members in groups:
+                        for sc in round_order(members, i):
+                            srv, reuse = running[sc]
+                            run = wrk_once(wrk, srv.port, srv.bodies, offsets[sc], reuse, c, seconds)
+                            if not reuse:
+                                offsets[sc] += run["requests"] + c
+                            runs_in.setdefault((grant, sc), []).append(run)
+                            tick(f"{server} {sc.name} c={c}")
+                for sc in scenarios:
+                    mine = {g: rs for (g, s), rs in runs_in.items() if s == sc}
+                    every = [r for rs in mine.values() for r in rs]
                     results.append(
                         {
                             "server": server,
@@ -248,15 +311,19 @@ def run_http(
                             "grant": sc.grant,
                             "store": sc.store,
                             "concurrency": c,
-                            "rate": best["rate"],
-                            "rounds": [round(r["rate"], 1) for r in runs[sc.name]],
-                            "ok": sum(r["ok"] for r in rs),
-                            "errors": sum(r["errors"] for r in rs),
-                            "p50_ms": best["p50_us"] / 1000,
-                            "p99_ms": best["p99_us"] / 1000,
+                            "rate": _median([r["rate"] for r in every]),
+                            "rounds": [round(r["rate"], 1) for r in mine.get(sc.grant, [])],
+                            "rounds_in": {
+                                g: [round(r["rate"], 1) for r in rs] for g, rs in mine.items() if g != sc.grant
+                            },
+                            "seconds": [round(r["duration_us"] / 1e6, 3) for r in every],
+                            "ok": sum(r["ok"] for r in every),
+                            "errors": sum(r["errors"] for r in every),
+                            "p50_ms": _median([r["p50_us"] for r in every]) / 1000,
+                            "p99_ms": _median([r["p99_us"] for r in every]) / 1000,
                         }
                     )
         finally:
-            for _, srv, _ in running:
+            for srv, _ in running.values():
                 srv.stop()
     return results
