@@ -31,6 +31,18 @@ def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
     return None
 
 
+def _at(rows: list[dict[str, Any]], c: int, **match: Any) -> dict[str, Any] | None:
+    """The in-process row at concurrency ``c`` (rows from before the setting are c=1)."""
+    for row in rows:
+        if row.get("concurrency", 1) == c and all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def _concurrencies(rows: list[dict[str, Any]]) -> list[int]:
+    return sorted({r.get("concurrency", 1) for r in rows}) or [1]
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
@@ -107,8 +119,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     growth = results.get("growth", [])
     out: list[dict[str, Any]] = []
 
-    def row(impl: str, grant: str, store: str = "memory") -> dict[str, Any] | None:
-        return _find(inp, impl=impl, grant=grant, store=store)
+    def row(impl: str, grant: str, store: str = "memory", c: int = 1) -> dict[str, Any] | None:
+        return _at(inp, c, impl=impl, grant=grant, store=store)
 
     floor_cc = row("floor", "client_credentials")
     out.append(
@@ -146,13 +158,14 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 at_least=0.6,
             )
         )
-    out.append(
-        _check(
-            "in-process refresh rotation, Redis vs memory",
-            _paired(row("attesto", "refresh_token", "redis"), row("attesto", "refresh_token")),
-            at_least=0.5,
+    for c in _concurrencies(inp):
+        out.append(
+            _check(
+                f"in-process c={c} refresh rotation, Redis vs memory",
+                _paired(row("attesto", "refresh_token", "redis", c), row("attesto", "refresh_token", "memory", c)),
+                at_least=0.5,
+            )
         )
-    )
     for server in sorted({r["server"] for r in http}):
         red = _find(http, server=server, impl="attesto", grant="refresh_token", store="redis", concurrency=64)
         mem = _find(http, server=server, impl="attesto", grant="refresh_token", store="memory", concurrency=64)
@@ -203,30 +216,36 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     inp = results.get("inprocess", [])
     if inp:
-        floor = _find(inp, impl="floor", grant="client_credentials", store="memory")
-        floor_rate = floor["rate"] if floor else None
+        floors = []
+        for c in _concurrencies(inp):
+            floor = _at(inp, c, impl="floor", grant="client_credentials", store="memory")
+            floors.append(f"**{_fmt_rate(floor['rate'] if floor else None)}/s** at c={c}")
         lines += [
             "### In-process (ASGI app called directly, one core)",
             "",
             f"Tokens/s, median of {results['settings']['rounds']} interleaved rounds; ratios are medians of "
-            "per-round ratios; latency per call. "
-            f"The floor's client_credentials: **{_fmt_rate(floor_rate)}/s**.",
+            "per-round ratios between figures at the same concurrency; latency per call. c is how many "
+            "tasks call the app at once on one event loop (c=1: one call at a time). "
+            f"The floor's client_credentials: {', '.join(floors)}. The in-process targets below are "
+            "evaluated at c=1 unless they name a concurrency.",
             "",
-            "| grant | store | impl | tokens/s | p50 ms | p99 ms | x floor | x aioauth | x authlib | x memory "
-            "| failed |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| grant | store | impl | c | tokens/s | p50 ms | p99 ms | x floor | x aioauth | x authlib "
+            "| x memory | failed |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for row in inp:
+        for row in sorted(inp, key=lambda r: r.get("concurrency", 1)):
+            c = row.get("concurrency", 1)
+            floor = _at(inp, c, impl="floor", grant="client_credentials", store="memory")
             peers = []
             for peer in PEERS:
-                p = _find(inp, impl=peer, grant=row["grant"], store="memory")
+                p = _at(inp, c, impl=peer, grant=row["grant"], store="memory")
                 # Peers keep their in-memory storage: compared on the same store kind only.
                 same_kind = row["store"] == "memory" and row["impl"] not in PEERS
                 peers.append(_fmt_ratio(_paired(row, p)) if p and same_kind else NA)
-            mem = _find(inp, impl=row["impl"], grant=row["grant"], store="memory")
+            mem = _at(inp, c, impl=row["impl"], grant=row["grant"], store="memory")
             vs_memory = _fmt_ratio(_paired(row, mem)) if mem and row["store"] != "memory" else NA
             lines.append(
-                f"| {row['grant']} | {row['store']} | {row['impl']} | {_fmt_rate(row['rate'])} | "
+                f"| {row['grant']} | {row['store']} | {row['impl']} | {c} | {_fmt_rate(row['rate'])} | "
                 f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {_fmt_ratio(_paired(row, floor))} | "
                 f"{peers[0]} | {peers[1]} | {vs_memory} | {row['failed']} |"
             )
@@ -364,17 +383,19 @@ def plots(results: dict[str, Any], stem: Path) -> list[Path]:
     if inp:
         grants = list(dict.fromkeys(r["grant"] for r in inp))
         series = list(dict.fromkeys(f"{r['impl']}/{r['store']}" for r in inp))
-        fig, ax = plt.subplots(figsize=(11, 5))
+        conc = _concurrencies(inp)
+        fig, axes = plt.subplots(len(conc), 1, figsize=(11, 4.5 * len(conc)), squeeze=False)
         width = 0.8 / len(series)
-        for i, name in enumerate(series):
-            impl, store = name.split("/")
-            vals = [(_find(inp, impl=impl, store=store, grant=g) or {}).get("rate", 0) for g in grants]
-            color = _STYLE.get((impl, store), ("tab:gray", ""))[0]
-            ax.bar([x + i * width for x in range(len(grants))], vals, width, label=name, color=color)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(grants))], grants, fontsize=8)
-        ax.set_ylabel("tokens/s (one core)")
-        ax.set_title("In-process throughput")
-        ax.legend(fontsize=8, ncol=2)
+        for ax, c in zip(axes[:, 0], conc, strict=True):
+            for i, name in enumerate(series):
+                impl, store = name.split("/")
+                vals = [(_at(inp, c, impl=impl, store=store, grant=g) or {}).get("rate", 0) for g in grants]
+                color = _STYLE.get((impl, store), ("tab:gray", ""))[0]
+                ax.bar([x + i * width for x in range(len(grants))], vals, width, label=name, color=color)
+            ax.set_xticks([x + 0.4 - width / 2 for x in range(len(grants))], grants, fontsize=8)
+            ax.set_ylabel("tokens/s (one core)")
+            ax.set_title(f"In-process throughput, c={c}")
+            ax.legend(fontsize=8, ncol=2)
         fig.tight_layout()
         path = stem.with_name(stem.name + "-inprocess.png")
         fig.savefig(path, dpi=110)

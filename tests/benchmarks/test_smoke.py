@@ -1,10 +1,11 @@
 """Smoke test of the benchmark harness (benchmarks/): every scenario runs briefly.
 
 It asserts that requests succeeded (every answer a token response signed with the shared
-key, no failed request), never a speed. In-process, every runnable scenario runs; over
-HTTP, wrk drives attesto, the floor and one pre-minted-grant scenario under uvicorn and
-granian, in paired rounds; growth runs on each store that has attesto's refresh grant. wrk
-is installed the way ``python -m benchmarks`` installs it (apt-get) when it is missing.
+key, no failed request), never a speed. In-process, every runnable scenario runs, one call
+at a time and from several tasks at once; over HTTP, wrk drives attesto, the floor and one
+pre-minted-grant scenario under uvicorn and granian, in paired rounds; growth runs on each
+store that has attesto's refresh grant. wrk is installed the way ``python -m benchmarks``
+installs it (apt-get) when it is missing.
 """
 
 from __future__ import annotations
@@ -65,11 +66,14 @@ def runnable() -> list[Scenario]:
 
 @pytest.fixture(scope="module")
 def inprocess(runnable: list[Scenario], env: Env, keys: Keys) -> list[dict[str, Any]]:
-    return asyncio.run(run_inprocess(runnable, env, keys, seconds=0.15, rounds=1, tick=lambda _: None, warmup=0.05))
+    return asyncio.run(
+        run_inprocess(runnable, env, keys, seconds=0.1, rounds=1, tick=lambda _: None, warmup=0.05, concurrency=(1, 8))
+    )
 
 
 def test_every_runnable_scenario_answers_in_process(inprocess: list[dict[str, Any]], runnable: list[Scenario]) -> None:
-    assert {(r["impl"], r["grant"], r["store"]) for r in inprocess} == {(s.impl, s.grant, s.store) for s in runnable}
+    measured = [(r["impl"], r["grant"], r["store"], r["concurrency"]) for r in inprocess]
+    assert sorted(measured) == sorted((s.impl, s.grant, s.store, c) for s in runnable for c in (1, 8))
     for row in inprocess:
         assert row["failed"] == 0, row
         assert row["ok"] > 0, row
