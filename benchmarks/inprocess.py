@@ -1,12 +1,15 @@
 """In-process driver: the ASGI app called directly with a minimal scope/receive/send.
 
 No network and no server: tokens/s on one core, and per-call latency. ``measure`` runs one
-app for a time slice; the runner interleaves slices of the implementations it compares so
-that machine noise hits them alike.
+app for a time slice, one call at a time or from several tasks at once (a store that
+overlaps concurrent operations, such as Redis with its auto-pipelining, only shows its
+throughput so); the runner interleaves slices of the implementations it compares so that
+machine noise hits them alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,31 +90,47 @@ async def call(app: ASGIApp, body: bytes) -> tuple[int, bytes]:
     return status, b"".join(chunks)
 
 
-async def measure(app: ASGIApp, bodies: list[bytes], *, seconds: float, reusable: bool) -> tuple[Sample, int]:
-    """Send requests for ``seconds`` (or until the bodies run out). Returns the sample and
-    how many bodies were used (the caller drops them: each code or refresh token is used once)."""
+async def measure(
+    app: ASGIApp, bodies: list[bytes], *, seconds: float, reusable: bool, concurrency: int = 1
+) -> tuple[Sample, int]:
+    """Send requests for ``seconds`` (or until the bodies run out), from ``concurrency``
+    tasks calling the app at once on this event loop (one core). Returns the sample and how
+    many bodies were used (the caller drops them: each code or refresh token is used once).
+
+    The tasks share the body list: a body is taken and the index moved on with no ``await``
+    between them, so no two calls get the same code or refresh token. The rate is the
+    successes over the wall time, until the last call started before the deadline has
+    answered; a call's latency includes its waits while the other tasks run."""
     sample = Sample()
     lat = sample.latencies_ns
     clock = time.perf_counter_ns
     deadline = clock() + int(seconds * 1e9)
     used = 0
     n = len(bodies)
-    start = clock()
-    now = start
-    while now < deadline and (reusable or used < n):
-        body = bodies[0] if reusable else bodies[used]
-        used += 1
-        t0 = clock()
-        status, content = await call(app, body)
+
+    async def caller() -> None:
+        nonlocal used
         now = clock()
-        lat.append(now - t0)
-        if status == 200:
-            sample.ok += 1
-        else:
-            sample.failed += 1
-            if sample.first_failure is None:
-                sample.first_failure = f"{status} {content[:200]!r}"
-    sample.seconds = (now - start) / 1e9
+        while now < deadline and (reusable or used < n):
+            body = bodies[0] if reusable else bodies[used]
+            used += 1
+            t0 = clock()
+            status, content = await call(app, body)
+            now = clock()
+            lat.append(now - t0)
+            if status == 200:
+                sample.ok += 1
+            else:
+                sample.failed += 1
+                if sample.first_failure is None:
+                    sample.first_failure = f"{status} {content[:200]!r}"
+
+    start = clock()
+    if concurrency == 1:
+        await caller()
+    else:
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    sample.seconds = (clock() - start) / 1e9
     return sample, used
 
 

@@ -1,9 +1,10 @@
 """Results out: the JSON file, the Markdown tables with ratios and targets, PNG plots, and
 the table block of ``benchmarks/README.md``.
 
-Every ratio is between figures measured in the same run (in-process figures in the same
-process, interleaved): to the floor's client_credentials figure, and to each peer on the
-same grant and store kind.
+Every ratio is between figures measured in the same run, side by side (in-process: in the
+same process, interleaved; over HTTP: in the same rounds of back-to-back wrk runs), and is
+the median of the per-round ratios: to the floor's client_credentials figure, and to each
+peer on the same grant and store kind.
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
     return None
 
 
+def _at(rows: list[dict[str, Any]], c: int, **match: Any) -> dict[str, Any] | None:
+    """The in-process row at concurrency ``c`` (rows from before the setting are c=1)."""
+    for row in rows:
+        if row.get("concurrency", 1) == c and all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def _concurrencies(rows: list[dict[str, Any]]) -> list[int]:
+    return sorted({r.get("concurrency", 1) for r in rows}) or [1]
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
@@ -41,7 +54,27 @@ def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
         return None
     ra, rb = a.get("rounds") or [], b.get("rounds") or []
     if len(ra) == len(rb) >= 2 and all(ra) and all(rb):
-        return statistics.median(x / y for x, y in zip(ra, rb, strict=True))
+        return float(statistics.median(x / y for x, y in zip(ra, rb, strict=True)))
+    return _ratio(a.get("rate"), b.get("rate"))
+
+
+def _rounds_in(row: dict[str, Any], grant: str) -> list[float]:
+    """An HTTP row's per-round rates in the rounds of ``grant``'s group (``stage_http``)."""
+    if row["grant"] == grant:
+        return list(row.get("rounds") or [])
+    return list((row.get("rounds_in") or {}).get(grant) or [])
+
+
+def _paired_http(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """The ratio of two HTTP figures on the same server and concurrency: the median of the
+    ratios of their runs in the same rounds of one group (back to back), else the ratio of
+    their figures (rows from different groups, or from before the rounds were paired)."""
+    if a is None or b is None:
+        return None
+    for grant in dict.fromkeys((a["grant"], b["grant"])):
+        ra, rb = _rounds_in(a, grant), _rounds_in(b, grant)
+        if len(ra) == len(rb) >= 1 and all(ra) and all(rb):
+            return float(statistics.median(x / y for x, y in zip(ra, rb, strict=True)))
     return _ratio(a.get("rate"), b.get("rate"))
 
 
@@ -86,8 +119,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     growth = results.get("growth", [])
     out: list[dict[str, Any]] = []
 
-    def row(impl: str, grant: str, store: str = "memory") -> dict[str, Any] | None:
-        return _find(inp, impl=impl, grant=grant, store=store)
+    def row(impl: str, grant: str, store: str = "memory", c: int = 1) -> dict[str, Any] | None:
+        return _at(inp, c, impl=impl, grant=grant, store=store)
 
     floor_cc = row("floor", "client_credentials")
     out.append(
@@ -121,17 +154,18 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             _check(
                 f"HTTP {server} c=64 client_credentials vs the floor on {server}",
-                _ratio(a and a["rate"], f and f["rate"]),
+                _paired_http(a, f),
                 at_least=0.6,
             )
         )
-    out.append(
-        _check(
-            "in-process refresh rotation, Redis vs memory",
-            _paired(row("attesto", "refresh_token", "redis"), row("attesto", "refresh_token")),
-            at_least=0.5,
+    for c in _concurrencies(inp):
+        out.append(
+            _check(
+                f"in-process c={c} refresh rotation, Redis vs memory",
+                _paired(row("attesto", "refresh_token", "redis", c), row("attesto", "refresh_token", "memory", c)),
+                at_least=0.5,
+            )
         )
-    )
     for server in sorted({r["server"] for r in http}):
         red = _find(http, server=server, impl="attesto", grant="refresh_token", store="redis", concurrency=64)
         mem = _find(http, server=server, impl="attesto", grant="refresh_token", store="memory", concurrency=64)
@@ -139,16 +173,16 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(
                 _check(
                     f"HTTP {server} c=64 refresh rotation, Redis vs memory",
-                    _ratio(red and red["rate"], mem and mem["rate"]),
+                    _paired_http(red, mem),
                     at_least=0.5,
                 )
             )
-    for row in http:
-        if row["impl"] == "attesto" and row["store"] in ("sqlite", "redis") and row["concurrency"] == 64:
+    for h in http:
+        if h["impl"] == "attesto" and h["store"] in ("sqlite", "redis") and h["concurrency"] == 64:
             out.append(
                 _check(
-                    f"HTTP {row['server']} c=64 p99, {row['grant']} on {row['store']}",
-                    row["p99_ms"],
+                    f"HTTP {h['server']} c=64 p99, {h['grant']} on {h['store']}",
+                    h["p99_ms"],
                     below=20.0,
                     unit=" ms",
                 )
@@ -182,30 +216,36 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     inp = results.get("inprocess", [])
     if inp:
-        floor = _find(inp, impl="floor", grant="client_credentials", store="memory")
-        floor_rate = floor["rate"] if floor else None
+        floors = []
+        for c in _concurrencies(inp):
+            floor = _at(inp, c, impl="floor", grant="client_credentials", store="memory")
+            floors.append(f"**{_fmt_rate(floor['rate'] if floor else None)}/s** at c={c}")
         lines += [
             "### In-process (ASGI app called directly, one core)",
             "",
             f"Tokens/s, median of {results['settings']['rounds']} interleaved rounds; ratios are medians of "
-            "per-round ratios; latency per call. "
-            f"The floor's client_credentials: **{_fmt_rate(floor_rate)}/s**.",
+            "per-round ratios between figures at the same concurrency; latency per call. c is how many "
+            "tasks call the app at once on one event loop (c=1: one call at a time). "
+            f"The floor's client_credentials: {', '.join(floors)}. The in-process targets below are "
+            "evaluated at c=1 unless they name a concurrency.",
             "",
-            "| grant | store | impl | tokens/s | p50 ms | p99 ms | x floor | x aioauth | x authlib | x memory "
-            "| failed |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| grant | store | impl | c | tokens/s | p50 ms | p99 ms | x floor | x aioauth | x authlib "
+            "| x memory | failed |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for row in inp:
+        for row in sorted(inp, key=lambda r: r.get("concurrency", 1)):
+            c = row.get("concurrency", 1)
+            floor = _at(inp, c, impl="floor", grant="client_credentials", store="memory")
             peers = []
             for peer in PEERS:
-                p = _find(inp, impl=peer, grant=row["grant"], store="memory")
+                p = _at(inp, c, impl=peer, grant=row["grant"], store="memory")
                 # Peers keep their in-memory storage: compared on the same store kind only.
                 same_kind = row["store"] == "memory" and row["impl"] not in PEERS
                 peers.append(_fmt_ratio(_paired(row, p)) if p and same_kind else NA)
-            mem = _find(inp, impl=row["impl"], grant=row["grant"], store="memory")
+            mem = _at(inp, c, impl=row["impl"], grant=row["grant"], store="memory")
             vs_memory = _fmt_ratio(_paired(row, mem)) if mem and row["store"] != "memory" else NA
             lines.append(
-                f"| {row['grant']} | {row['store']} | {row['impl']} | {_fmt_rate(row['rate'])} | "
+                f"| {row['grant']} | {row['store']} | {row['impl']} | {c} | {_fmt_rate(row['rate'])} | "
                 f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} | {_fmt_ratio(_paired(row, floor))} | "
                 f"{peers[0]} | {peers[1]} | {vs_memory} | {row['failed']} |"
             )
@@ -216,15 +256,16 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "### Over HTTP (one worker, wrk on loopback)",
             "",
-            f"Tokens/s (p99 ms) at each concurrency, best of {results['settings'].get('http_rounds', 1)} "
-            f"run(s) of {results['settings'].get('wrk_seconds', 1):g} s; "
-            "ratios at c=64 against the floor's client_credentials "
-            "and each peer on the same server.",
+            f"Tokens/s (p99 ms) at each concurrency, median of {results['settings'].get('http_rounds', 1)} "
+            f"round(s) of {results['settings'].get('wrk_seconds', 1):g} s wrk runs, each round running the "
+            "scenarios of one grant and the floor back to back (the floor's figure: the median of its runs "
+            "in every group); ratios at c=64, medians of per-round ratios, against the floor's "
+            "client_credentials, each peer and the memory store on the same server.",
             "",
             "| server | grant | store | impl | "
             + " | ".join(f"c={c}" for c in conc)
-            + " | x floor @64 | x aioauth @64 | x authlib @64 | errors |",
-            "|---|---|---|---|" + "---:|" * len(conc) + "---:|---:|---:|---:|",
+            + " | x floor @64 | x aioauth @64 | x authlib @64 | x memory @64 | errors |",
+            "|---|---|---|---|" + "---:|" * len(conc) + "---:|---:|---:|---:|---:|",
         ]
         keys = []
         for r in http:
@@ -240,11 +281,13 @@ def markdown(results: dict[str, Any]) -> str:
                 errors += r["errors"] if r else 0
             mine = _find(http, server=server, grant=grant, store=store, impl=impl, concurrency=64)
             fl = _find(http, server=server, grant="client_credentials", store="memory", impl="floor", concurrency=64)
-            ratios = [_fmt_ratio(_ratio(mine and mine["rate"], fl and fl["rate"]))]
+            ratios = [_fmt_ratio(_paired_http(mine, fl))]
             for peer in PEERS:
                 p = _find(http, server=server, grant=grant, store="memory", impl=peer, concurrency=64)
                 same_kind = store == "memory" and impl not in PEERS
-                ratios.append(_fmt_ratio(_ratio(mine and mine["rate"], p and p["rate"])) if same_kind else NA)
+                ratios.append(_fmt_ratio(_paired_http(mine, p)) if same_kind else NA)
+            mem = _find(http, server=server, grant=grant, store="memory", impl=impl, concurrency=64)
+            ratios.append(_fmt_ratio(_paired_http(mine, mem)) if store != "memory" else NA)
             lines.append(
                 f"| {server} | {grant} | {store} | {impl} | "
                 + " | ".join(cells)
@@ -340,17 +383,19 @@ def plots(results: dict[str, Any], stem: Path) -> list[Path]:
     if inp:
         grants = list(dict.fromkeys(r["grant"] for r in inp))
         series = list(dict.fromkeys(f"{r['impl']}/{r['store']}" for r in inp))
-        fig, ax = plt.subplots(figsize=(11, 5))
+        conc = _concurrencies(inp)
+        fig, axes = plt.subplots(len(conc), 1, figsize=(11, 4.5 * len(conc)), squeeze=False)
         width = 0.8 / len(series)
-        for i, name in enumerate(series):
-            impl, store = name.split("/")
-            vals = [(_find(inp, impl=impl, store=store, grant=g) or {}).get("rate", 0) for g in grants]
-            color = _STYLE.get((impl, store), ("tab:gray", ""))[0]
-            ax.bar([x + i * width for x in range(len(grants))], vals, width, label=name, color=color)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(grants))], grants, fontsize=8)
-        ax.set_ylabel("tokens/s (one core)")
-        ax.set_title("In-process throughput")
-        ax.legend(fontsize=8, ncol=2)
+        for ax, c in zip(axes[:, 0], conc, strict=True):
+            for i, name in enumerate(series):
+                impl, store = name.split("/")
+                vals = [(_at(inp, c, impl=impl, store=store, grant=g) or {}).get("rate", 0) for g in grants]
+                color = _STYLE.get((impl, store), ("tab:gray", ""))[0]
+                ax.bar([x + i * width for x in range(len(grants))], vals, width, label=name, color=color)
+            ax.set_xticks([x + 0.4 - width / 2 for x in range(len(grants))], grants, fontsize=8)
+            ax.set_ylabel("tokens/s (one core)")
+            ax.set_title(f"In-process throughput, c={c}")
+            ax.legend(fontsize=8, ncol=2)
         fig.tight_layout()
         path = stem.with_name(stem.name + "-inprocess.png")
         fig.savefig(path, dpi=110)
@@ -363,8 +408,8 @@ def plots(results: dict[str, Any], stem: Path) -> list[Path]:
         fig, axes = plt.subplots(len(grants), 3, figsize=(15, 3.6 * len(grants)), squeeze=False)
         floor = sorted((r for r in rows if r["impl"] == "floor"), key=lambda r: r["concurrency"])
         for g, grant in enumerate(grants):
-            series = list(dict.fromkeys((r["impl"], r["store"]) for r in rows if r["grant"] == grant))
-            for impl, store in series:
+            curves = list(dict.fromkeys((r["impl"], r["store"]) for r in rows if r["grant"] == grant))
+            for impl, store in curves:
                 pts = sorted(
                     (r for r in rows if (r["impl"], r["grant"], r["store"]) == (impl, grant, store)),
                     key=lambda r: r["concurrency"],

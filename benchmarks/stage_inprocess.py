@@ -1,11 +1,13 @@
 """Stage 1: in-process, every scenario interleaved in the same process.
 
-Every runnable scenario (attesto on each store, the floor, the peers) is built once; then
-``rounds`` rounds each give every scenario one ``slice`` of requests, in a shuffled order, so
-that noise from other work on the machine hits them alike, and any two scenarios have one
-slice each in every round. A scenario's figure is its median round; a ratio between two
-scenarios is the median of their per-round ratios (``benchmarks/report.py``). Latency
-percentiles pool every round.
+Every runnable scenario (attesto on each store, the floor, the peers) is built once, and
+measured at each concurrency: one call at a time (c=1), and N tasks calling the app at once
+on one event loop (c=N; the body pool shared, no code or refresh token used twice). Then
+``rounds`` rounds each give every (scenario, concurrency) one ``slice`` of requests, in a
+shuffled order, so that noise from other work on the machine hits them alike, and any two
+have one slice each in every round. A figure is its median round; a ratio between two
+scenarios at the same concurrency is the median of their per-round ratios
+(``benchmarks/report.py``). Latency percentiles pool every round.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import gc
 import random
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .common import Built, Keys, verify_jwt
@@ -37,9 +39,10 @@ def check_response(status: int, content: bytes, keys: Keys, grant: str) -> None:
 
 
 class _Running:
-    def __init__(self, scenario: Scenario, built: Built) -> None:
+    def __init__(self, scenario: Scenario, built: Built, concurrency: int = 1) -> None:
         self.scenario = scenario
         self.built = built
+        self.concurrency = concurrency
         self.bodies: list[bytes] = []
         self.rate = 0.0
         self.rounds: list[float] = []
@@ -61,7 +64,9 @@ class _Running:
         # the process holds all the scenarios' state, which a real server would not.
         gc.collect()
         gc.freeze()
-        sample, used = await measure(self.built.app, self.bodies, seconds=seconds, reusable=self.built.reusable)
+        sample, used = await measure(
+            self.built.app, self.bodies, seconds=seconds, reusable=self.built.reusable, concurrency=self.concurrency
+        )
         if not self.built.reusable:
             del self.bodies[:used]
         self.rate = sample.rate or self.rate
@@ -79,29 +84,35 @@ async def run_inprocess(
     rounds: int,
     tick: Callable[[str], None],
     warmup: float = 0.3,
+    concurrency: Sequence[int] = (1,),
 ) -> list[dict[str, Any]]:
-    """Run every scenario; ``tick`` is called once per slice."""
+    """Run every scenario at every concurrency; ``tick`` is called once per slice."""
     results: list[dict[str, Any]] = []
     running: list[_Running] = []
+    built_apps: list[Built] = []
     try:
         for sc in scenarios:
             built = sc.build(env.store_url(sc.store), keys)
-            r = _Running(sc, built)
-            running.append(r)
-            await r.refill(0.1)
-            status, content = await call(built.app, r.bodies.pop(0) if not built.reusable else r.bodies[0])
+            built_apps.append(built)
+            # One app and store per scenario; each concurrency has its own bodies.
+            units = [_Running(sc, built, c) for c in concurrency]
+            first = units[0]
+            await first.refill(0.1)
+            status, content = await call(built.app, first.bodies.pop(0) if not built.reusable else first.bodies[0])
             check_response(status, content, keys, sc.grant)
-            await r.slice(warmup, record=False)  # warm-up and first rate estimate
+            for r in units:
+                running.append(r)
+                await r.slice(warmup, record=False)  # warm-up and first rate estimate
         order = random.Random(7)  # an order, not a secret
         for _ in range(rounds):
             # A new order each round: no scenario always follows the same neighbour (a store's
             # background work, a collection triggered by the one before).
             for r in order.sample(running, len(running)):
                 await r.slice(seconds, record=True)
-                tick(r.scenario.name)
+                tick(f"{r.scenario.name} c={r.concurrency}")
     finally:
-        for r in running:
-            await r.built.aclose()
+        for built in built_apps:
+            await built.aclose()
     for r in running:
         lat = r.total.latencies_ns
         results.append(
@@ -109,6 +120,7 @@ async def run_inprocess(
                 "impl": r.scenario.impl,
                 "grant": r.scenario.grant,
                 "store": r.scenario.store,
+                "concurrency": r.concurrency,
                 "rate": statistics.median(r.rounds),
                 "rounds": [round(x, 1) for x in r.rounds],
                 "ok": r.total.ok,

@@ -1,27 +1,31 @@
 -- POST one form per request to /oauth/token, from a file of pre-minted bodies.
--- wrk -t1 -c N -d S --latency -s post.lua URL -- BODIES_FILE OFFSET MODE AUTHORIZATION
+-- wrk -t1 -c N -d S --latency -s post.lua URL -- BODIES_FILE OFFSET MODE AUTHORIZATION [LIMIT]
 --   MODE "reuse": send the file's first body forever (client_credentials);
---   MODE "once":  send each body once, starting after OFFSET lines (codes, refresh tokens).
+--   MODE "once":  send each body once, starting at byte OFFSET of the file (the start of a
+--                 line), at most LIMIT bodies (codes, refresh tokens).
+-- Only the bodies this run may send are read: init() runs before wrk starts its clock, and
+-- reading a whole pool of 10^5 bodies each run would cost more than a short run lasts.
 -- done() prints one JSON line that benchmarks/stage_http.py reads.
 
 local bodies = {}
 local idx = 0
-local reuse = false
 local fixed = nil
 
 function init(args)
   local offset = tonumber(args[2] or "0")
-  reuse = args[3] == "reuse"
+  local reuse = args[3] == "reuse"
+  local limit = reuse and 1 or tonumber(args[5] or "0")
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
   wrk.headers["Authorization"] = args[4]
-  local n = 0
-  for line in io.lines(args[1]) do
-    n = n + 1
-    if n > offset and line ~= "" then
+  local file = assert(io.open(args[1], "rb"))
+  file:seek("set", offset)
+  for line in file:lines() do
+    if limit > 0 and #bodies >= limit then break end
+    if line ~= "" then
       bodies[#bodies + 1] = line
-      if reuse then break end
     end
   end
+  file:close()
   if reuse then
     fixed = wrk.format("POST", "/oauth/token", nil, bodies[1])
   end

@@ -1,10 +1,11 @@
 """Smoke test of the benchmark harness (benchmarks/): every scenario runs briefly.
 
 It asserts that requests succeeded (every answer a token response signed with the shared
-key, no failed request), never a speed. In-process, every runnable scenario runs; over
-HTTP, wrk drives attesto, the floor and one pre-minted-grant scenario under uvicorn and
-granian; growth runs on each store that has attesto's refresh grant. wrk is installed the
-way ``python -m benchmarks`` installs it (apt-get) when it is missing.
+key, no failed request), never a speed. In-process, every runnable scenario runs, one call
+at a time and from several tasks at once; over HTTP, wrk drives attesto, the floor and one
+pre-minted-grant scenario under uvicorn and granian, in paired rounds; growth runs on each
+store that has attesto's refresh grant. wrk is installed the way ``python -m benchmarks``
+installs it (apt-get) when it is missing.
 """
 
 from __future__ import annotations
@@ -65,11 +66,14 @@ def runnable() -> list[Scenario]:
 
 @pytest.fixture(scope="module")
 def inprocess(runnable: list[Scenario], env: Env, keys: Keys) -> list[dict[str, Any]]:
-    return asyncio.run(run_inprocess(runnable, env, keys, seconds=0.15, rounds=1, tick=lambda _: None, warmup=0.05))
+    return asyncio.run(
+        run_inprocess(runnable, env, keys, seconds=0.1, rounds=1, tick=lambda _: None, warmup=0.05, concurrency=(1, 8))
+    )
 
 
 def test_every_runnable_scenario_answers_in_process(inprocess: list[dict[str, Any]], runnable: list[Scenario]) -> None:
-    assert {(r["impl"], r["grant"], r["store"]) for r in inprocess} == {(s.impl, s.grant, s.store) for s in runnable}
+    measured = [(r["impl"], r["grant"], r["store"], r["concurrency"]) for r in inprocess]
+    assert sorted(measured) == sorted((s.impl, s.grant, s.store, c) for s in runnable for c in (1, 8))
     for row in inprocess:
         assert row["failed"] == 0, row
         assert row["ok"] > 0, row
@@ -92,8 +96,8 @@ def test_http_under_uvicorn_and_granian_with_wrk(env: Env, keys: Keys, runnable:
         ensure_wrk(),
         servers=["uvicorn", "granian"],
         concurrency=[4],
-        seconds=1,
-        rounds=1,
+        seconds=0.5,
+        rounds=2,
         # Bodies are minted for 2.5x this rate: it must exceed what the fastest minted-grant
         # server can do at c=4 here (~5,000/s), or wrk runs out of codes and reuses them.
         expected_rate=lambda _: 4000.0,
@@ -105,6 +109,20 @@ def test_http_under_uvicorn_and_granian_with_wrk(env: Env, keys: Keys, runnable:
         assert row["errors"] == 0, row
         assert row["ok"] > 0, row
         assert row["rate"] > 0
+        # Two rounds of its grant's group; wrk (started for 2 s) stopped by the harness.
+        assert len(row["rounds"]) == 2, row
+        assert all(d < 2 for d in row["seconds"]), row
+        if row["impl"] == "floor":
+            # The floor also ran in the other grant's rounds, next to that grant's scenarios.
+            assert list(row["rounds_in"]) == [minted.grant]
+            assert len(row["rounds_in"][minted.grant]) == 2
+            assert len(row["seconds"]) == 4
+        else:
+            assert row["rounds_in"] == {}
+    targets = {t["target"]: t for t in evaluate_targets({"http": rows})}
+    for server in ("uvicorn", "granian"):
+        # Measured at c=4 only: the c=64 target says so instead of inventing a figure.
+        assert targets[f"HTTP {server} c=64 client_credentials vs the floor on {server}"]["met"] is None
 
 
 async def test_growth_on_each_store_with_attesto_refresh(env: Env, keys: Keys, runnable: list[Scenario]) -> None:
@@ -137,12 +155,18 @@ def test_report_writes_json_table_plots_and_readme_block(inprocess: list[dict[st
                 "store": "memory",
                 "concurrency": 64,
                 "rate": rate,
+                "rounds": rounds,
+                "rounds_in": {},
                 "ok": 10,
                 "errors": 0,
                 "p50_ms": 1.0,
                 "p99_ms": 2.0,
             }
-            for impl, rate in (("attesto", 700.0), ("floor", 1000.0))
+            # Paired per round: 0.7x, 0.9x and 0.5x the floor (the figures' ratio is 0.8x).
+            for impl, rate, rounds in (
+                ("attesto", 800.0, [700.0, 900.0, 800.0]),
+                ("floor", 1000.0, [1000.0] * 2 + [1600.0]),
+            )
         ],
         "growth": [],
         "seconds": 1.0,
