@@ -42,7 +42,7 @@ def _csv(value: str) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="short slices everywhere (about a minute): a smoke run")
+    p.add_argument("--quick", action="store_true", help="short slices everywhere (about 4 minutes): a smoke run")
     p.add_argument("--impl", type=_csv, default=list(IMPLS), help=f"comma list of {','.join(IMPLS)}")
     p.add_argument("--grant", type=_csv, default=list(GRANTS), help=f"comma list of {','.join(GRANTS)}")
     p.add_argument("--store", type=_csv, default=list(STORES), help=f"comma list of {','.join(STORES)}")
