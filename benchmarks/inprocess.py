@@ -126,10 +126,7 @@ async def measure(
                     sample.first_failure = f"{status} {content[:200]!r}"
 
     start = clock()
-    if concurrency == 1:
-        await caller()
-    else:
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
     sample.seconds = (clock() - start) / 1e9
     return sample, used
 

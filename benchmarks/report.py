@@ -47,15 +47,21 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _median_ratio(ra: list[float], rb: list[float], least: int) -> float | None:
+    """The median of per-round ratios, when both sides have the same rounds (at least
+    ``least``), none of them zero; else None."""
+    if len(ra) == len(rb) >= least and all(ra) and all(rb):
+        return float(statistics.median(x / y for x, y in zip(ra, rb, strict=True)))
+    return None
+
+
 def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
     """The ratio of two in-process (or growth) figures: the median of their per-round ratios
     (each round gives both a slice, close in time), else the ratio of their figures."""
     if a is None or b is None:
         return None
-    ra, rb = a.get("rounds") or [], b.get("rounds") or []
-    if len(ra) == len(rb) >= 2 and all(ra) and all(rb):
-        return float(statistics.median(x / y for x, y in zip(ra, rb, strict=True)))
-    return _ratio(a.get("rate"), b.get("rate"))
+    paired = _median_ratio(a.get("rounds") or [], b.get("rounds") or [], 2)
+    return paired if paired is not None else _ratio(a.get("rate"), b.get("rate"))
 
 
 def _rounds_in(row: dict[str, Any], grant: str) -> list[float]:
@@ -72,9 +78,9 @@ def _paired_http(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | 
     if a is None or b is None:
         return None
     for grant in dict.fromkeys((a["grant"], b["grant"])):
-        ra, rb = _rounds_in(a, grant), _rounds_in(b, grant)
-        if len(ra) == len(rb) >= 1 and all(ra) and all(rb):
-            return float(statistics.median(x / y for x, y in zip(ra, rb, strict=True)))
+        paired = _median_ratio(_rounds_in(a, grant), _rounds_in(b, grant), 1)
+        if paired is not None:
+            return paired
     return _ratio(a.get("rate"), b.get("rate"))
 
 
