@@ -4,7 +4,9 @@ SQLite has (URL, schema migration, WAL, purge, SQLITE_BUSY handling)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from attesto_asgi_sqlite import SCHEMA_VERSION, SQLiteOptions, SQLiteStore, parse_sqlite_url
-from attesto_asgi_sqlite._store import _MIGRATIONS
+from attesto_asgi_sqlite._store import _MIGRATIONS, _WRITER_CHECKPOINT_PAGES, _Checkpointer
 
 from attesto_asgi import StoreUnavailable, open_store
 from attesto_asgi.model import AlreadyRotated, CodeReused, Rotated
@@ -352,6 +354,117 @@ async def test_purge_runs_in_the_background(tmp_path: Path) -> None:
                 break
         assert _count(path, "claims") == 0
     finally:
+        await store.aclose()
+
+
+# -------------------------------------------------------------------- checkpoints
+
+
+def _wal_index(path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames already copied back into the database file), read from the
+    wal-index without opening a connection (a connection could checkpoint): ``mxFrame`` at
+    byte 16 of its header, ``nBackfill`` at byte 96, native byte order
+    (https://www.sqlite.org/walformat.html, "The WAL-Index Format")."""
+    head = Path(f"{path}-shm").read_bytes()[:100]
+    (frames,) = struct.unpack_from("=I", head, 16)
+    (copied,) = struct.unpack_from("=I", head, 96)
+    return frames, copied
+
+
+async def _put_refresh_batch(store: SQLiteStore, n: int = 64) -> None:
+    now = store._clock()
+    assert all(await asyncio.gather(*(store.put_refresh(make_refresh(now)) for _ in range(n))))
+
+
+def _checkpointer(store: SQLiteStore) -> _Checkpointer:
+    assert store._open is not None
+    assert store._open.checkpointer is not None
+    return store._open.checkpointer
+
+
+async def _stop_checkpointer(store: SQLiteStore) -> None:
+    await store.claim_once("open", 60)
+    checkpointer = _checkpointer(store)
+    checkpointer.stop()
+    await asyncio.to_thread(checkpointer._thread.join, 30)
+
+
+async def test_commits_leave_checkpoints_to_the_checkpointer_up_to_the_backstop(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = _store(path)
+    try:
+        await _stop_checkpointer(store)
+        await _put_refresh_batch(store)  # (restarts the WAL if the checkpointer emptied it)
+        grew_to, copied_before = _wal_index(path)
+        for _ in range(400):
+            await _put_refresh_batch(store)
+            frames, copied = _wal_index(path)
+            if copied != copied_before or frames < grew_to:  # the writer checkpointed
+                break
+            grew_to = frames
+        else:
+            raise AssertionError("the writer never checkpointed")
+        # Past SQLite's default of 1,000 pages the commits went on without a checkpoint; the
+        # writer took one only past the backstop, so a saturated writer still bounds the WAL.
+        assert grew_to >= max(2000, _WRITER_CHECKPOINT_PAGES - 500)
+    finally:
+        await store.aclose()
+
+
+async def test_the_checkpointer_copies_the_wal_back_and_the_wal_starts_again(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = _store(path)
+    try:
+        for _ in range(20):
+            await _put_refresh_batch(store)
+        checkpointer = _checkpointer(store)
+        for _ in range(500):  # bounded: the checkpointer runs within milliseconds of a commit
+            frames, copied = _wal_index(path)
+            if frames and copied == frames:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"the WAL was never copied back: {_wal_index(path)}")
+        assert checkpointer.runs >= 1
+        # Every frame copied: the next write transaction starts the WAL from its beginning.
+        await store.claim_once("after", 60)
+        assert _wal_index(path)[0] < frames
+    finally:
+        await store.aclose()
+
+
+async def test_a_failing_checkpoint_is_logged_and_tried_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "wal.db"
+    store = _store(path)
+    await _put_refresh_batch(store)  # the file, in WAL mode, with frames to copy
+    attempts: list[int] = []
+
+    def connect() -> sqlite3.Connection:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return sqlite3.connect(path, isolation_level=None)
+
+    checkpointer = _Checkpointer(connect, str(path), pause=0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="attesto_asgi.sqlite"):
+            checkpointer.committed()
+            for _ in range(500):
+                if caplog.records:
+                    break
+                await asyncio.sleep(0.01)
+            assert "checkpoint failed: disk I/O error" in caplog.text
+            assert checkpointer.runs == 0
+            await _put_refresh_batch(store)  # the store's writes go on meanwhile
+            checkpointer.committed()
+            for _ in range(500):
+                if checkpointer.runs:
+                    break
+                await asyncio.sleep(0.01)
+            assert checkpointer.runs >= 1
+            assert len(attempts) == 2
+    finally:
+        checkpointer.stop()
         await store.aclose()
 
 

@@ -15,6 +15,12 @@ when the batch cannot commit, every operation in it fails with ``StoreUnavailabl
 Reads go to a second connection on a thread of its own (WAL: readers never wait for the
 writer), batched the same way but without a transaction.
 
+Checkpoints: copying the WAL back into the database file is left to a third connection on
+a thread of its own, which runs a ``PASSIVE`` checkpoint after commits (it neither waits
+for nor blocks readers and the writer). SQLite's automatic checkpoint would run inside a
+``COMMIT`` every ~1,000 pages, and every caller of that batch would wait for it; the writer
+keeps it only as a backstop, past 4,000 pages.
+
 Expiry is compared in SQL against a ``now`` taken from an injectable clock; expired rows
 are purged in small batches by a background task so no request waits on a long delete.
 """
@@ -64,6 +70,11 @@ _SQLITE_LOCKED: Final = 6
 _PURGE_BATCH: Final = 500
 # Operations that may wait for a batch, per batch size (back-pressure beyond that).
 _PENDING_PER_BATCH: Final = 4
+# Checkpoint runs are at least this far apart unless the WAL is being caught up with.
+_CHECKPOINT_PAUSE: Final = 0.005
+# The writer checkpoints itself only past this many WAL pages (SQLite's default is 1,000):
+# a backstop for writes so steady that the checkpointer never finds the writer idle.
+_WRITER_CHECKPOINT_PAGES: Final = 4000
 
 # ---------------------------------------------------------------- schema and migrations
 
@@ -401,6 +412,65 @@ class _Thread:
             future.get_loop().call_soon_threadsafe(settle)
 
 
+class _Checkpointer:
+    """Copies the WAL back into the database file on a thread and connection of its own.
+
+    The writer calls ``committed()`` after each ``COMMIT``; the thread then runs
+    ``PRAGMA wal_checkpoint(PASSIVE)``, which copies what no reader still needs and takes no
+    lock a writer or reader waits for, so commits go on meanwhile and none waits for a
+    checkpoint. A run that leaves frames uncopied while still making progress (commits
+    landed during it) runs again at once: a run that copies every frame lets the next write
+    transaction start the WAL again from its beginning (SQLite's rule), which keeps the WAL
+    file from growing under a steady load. Otherwise runs are at least ``pause`` apart. A
+    failed run is logged and tried again after the next commit: only the WAL grows
+    meanwhile, and no caller waits for it.
+    """
+
+    def __init__(self, connect: Callable[[], Conn], path: str, pause: float = _CHECKPOINT_PAUSE) -> None:
+        self._connect = connect
+        self._path = path
+        self._pause = pause
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self.runs = 0  # completed checkpoints (tests and diagnostics)
+        self._thread = threading.Thread(target=self._main, name="attesto-sqlite-checkpointer", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        """End the thread after its current run (never waits for it)."""
+        self._stopping.set()
+        self._wanted.set()
+
+    def _main(self) -> None:
+        conn: Conn | None = None
+        copied_before = -1
+        try:
+            while self._wanted.wait() and not self._stopping.is_set():
+                self._wanted.clear()
+                try:
+                    conn = conn or self._connect()
+                    _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.runs += 1
+                except sqlite3.Error as exc:
+                    log.warning("sqlite store %r: checkpoint failed: %s", self._path, exc)
+                    if conn is not None:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.close()
+                    conn, frames, copied = None, 0, 0
+                if 0 <= copied < frames and copied != copied_before:
+                    self._wanted.set()  # commits landed during the run: copy those now
+                elif self._stopping.wait(self._pause):
+                    return
+                copied_before = copied
+        finally:
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+
+
 class _Queued:
     __slots__ = ("future", "op")
 
@@ -597,11 +667,14 @@ def _read_batch(conn: Conn, ops: Sequence[Op], retries: int) -> list[Outcome]:
 class _Open:
     """The live parts of an opened store."""
 
-    def __init__(self, writer: _Thread, reader: _Thread, writes: _Batcher, reads: _Batcher) -> None:
+    def __init__(
+        self, writer: _Thread, reader: _Thread, writes: _Batcher, reads: _Batcher, checkpointer: _Checkpointer | None
+    ) -> None:
         self.writer = writer
         self.reader = reader
         self.writes = writes
         self.reads = reads
+        self.checkpointer = checkpointer
         self.purger: asyncio.Task[None] | None = None
 
 
@@ -642,6 +715,8 @@ class SQLiteStore:
             conn = self._connect()
             try:
                 self._migrate(conn)
+                # Commits leave checkpoints to the checkpointer's thread (module docstring).
+                conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT_PAGES}")
                 return conn
             except sqlite3.Error as exc:
                 conn.close()
@@ -699,7 +774,11 @@ class SQLiteStore:
             raise
 
     def _write_batch(self, conn: Conn, ops: Sequence[Op]) -> list[Outcome]:
-        return _write_batch(conn, ops, self.options.retries)
+        outcomes = _write_batch(conn, ops, self.options.retries)
+        opened = self._open
+        if opened is not None and opened.checkpointer is not None:
+            opened.checkpointer.committed()
+        return outcomes
 
     def _read_batch(self, conn: Conn, ops: Sequence[Op]) -> list[Outcome]:
         return _read_batch(conn, ops, self.options.retries)
@@ -720,11 +799,13 @@ class SQLiteStore:
                 return self._open
             writer = _Thread("attesto-sqlite-writer", self._open_writer)
             reader = writer  # each :memory: connection is its own database: one connection
+            checkpointer: _Checkpointer | None = None  # and it has no WAL
             try:
                 await writer.call(_connected)  # connect and migrate now: failures surface here
                 if not self.options.in_memory:
                     reader = _Thread("attesto-sqlite-reader", self._open_reader)
                     await reader.call(_connected)
+                    checkpointer = _Checkpointer(self._connect, self.options.path)
             except BaseException:
                 writer.stop()
                 if reader is not writer:
@@ -736,6 +817,7 @@ class SQLiteStore:
                 reader,
                 writes=_Batcher("attesto-sqlite-writes", writer, self._write_batch, max_batch=size, path=path),
                 reads=_Batcher("attesto-sqlite-reads", reader, self._read_batch, max_batch=size, path=path),
+                checkpointer=checkpointer,
             )
             opened.purger = asyncio.get_running_loop().create_task(self._purge_loop())
             self._open = opened
@@ -887,6 +969,8 @@ class SQLiteStore:
                     await opened.purger
             await opened.writes.close()
             await opened.reads.close()
+            if opened.checkpointer is not None:
+                opened.checkpointer.stop()
             await opened.writer.close()
             if opened.reader is not opened.writer:
                 await opened.reader.close()
