@@ -132,6 +132,46 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # is no longer written or read. Its rows only ever named families; drop them.
         "DROP TABLE IF EXISTS access_tokens",
     ),
+    (
+        # Codes and refresh tokens move from WITHOUT ROWID tables to rowid tables with a
+        # unique index on their key. A WITHOUT ROWID table keeps whole rows in its interior
+        # pages too, which SQLite advises only for rows under ~1/20th of a page; these rows
+        # hold a record of a few hundred bytes, and a rotation rewrote ~3.7 pages of the WAL
+        # (new rows landing at random keys split pages). Now new rows append at the table's
+        # end and only the small key index takes them at random: ~2.6 pages per rotation.
+        """CREATE TABLE codes_v3 (
+            code_hash  TEXT NOT NULL,
+            record     BLOB,
+            family_id  TEXT NOT NULL,
+            client_id  TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            keep_until REAL NOT NULL,
+            uses       INTEGER NOT NULL DEFAULT 0,
+            redeemed   INTEGER NOT NULL DEFAULT 0
+        )""",
+        """INSERT INTO codes_v3 (code_hash, record, family_id, client_id, expires_at, keep_until, uses, redeemed)
+        SELECT code_hash, record, family_id, client_id, expires_at, keep_until, uses, redeemed FROM codes""",
+        "DROP TABLE codes",
+        "ALTER TABLE codes_v3 RENAME TO codes",
+        "CREATE UNIQUE INDEX codes_key ON codes (code_hash)",
+        "CREATE INDEX codes_keep_until ON codes (keep_until)",
+        """CREATE TABLE refresh_v3 (
+            family_id        TEXT NOT NULL,
+            token_hash       TEXT NOT NULL,
+            record           BLOB NOT NULL,
+            expires_at       REAL NOT NULL,
+            rotated_at       REAL,
+            successor_hash   TEXT,
+            sealed_successor BLOB
+        )""",
+        """INSERT INTO refresh_v3
+            (family_id, token_hash, record, expires_at, rotated_at, successor_hash, sealed_successor)
+        SELECT family_id, token_hash, record, expires_at, rotated_at, successor_hash, sealed_successor FROM refresh""",
+        "DROP TABLE refresh",
+        "ALTER TABLE refresh_v3 RENAME TO refresh",
+        "CREATE UNIQUE INDEX refresh_key ON refresh (family_id, token_hash)",
+        "CREATE INDEX refresh_expires_at ON refresh (expires_at)",
+    ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
@@ -208,12 +248,11 @@ RETURNING 1"""
 
 # Purges: bounded batches, each its own short write, so requests interleave.
 _PURGES: Final[tuple[str, ...]] = (
-    "DELETE FROM codes WHERE code_hash IN (SELECT code_hash FROM codes WHERE keep_until <= :now LIMIT :n)",
+    "DELETE FROM codes WHERE rowid IN (SELECT rowid FROM codes WHERE keep_until <= :now LIMIT :n)",
     # A redeemed code's tombstone needs only its family and client: drop the record.
-    "UPDATE codes SET record = NULL WHERE code_hash IN "
-    "(SELECT code_hash FROM codes WHERE redeemed = 1 AND uses > 0 AND record IS NOT NULL LIMIT :n)",
-    "DELETE FROM refresh WHERE (family_id, token_hash) IN "
-    "(SELECT family_id, token_hash FROM refresh WHERE expires_at <= :now LIMIT :n)",
+    "UPDATE codes SET record = NULL WHERE rowid IN "
+    "(SELECT rowid FROM codes WHERE redeemed = 1 AND uses > 0 AND record IS NOT NULL LIMIT :n)",
+    "DELETE FROM refresh WHERE rowid IN (SELECT rowid FROM refresh WHERE expires_at <= :now LIMIT :n)",
     "DELETE FROM families WHERE family_id IN (SELECT family_id FROM families WHERE revoked_until <= :now LIMIT :n)",
     "DELETE FROM revoked_access_tokens WHERE jti IN "
     "(SELECT jti FROM revoked_access_tokens WHERE revoked_until <= :now LIMIT :n)",
