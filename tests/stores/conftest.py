@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from attesto_asgi_redis import RedisStore
 
+from attesto_asgi._secrets import new_id
 from tests.stores.redis_server import RedisServer
 
 
@@ -53,3 +55,11 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    """A store on the session's redis-server, under a prefix of its own."""
+    store = RedisStore(f"{redis_server.url}/0?prefix=t{new_id()}")
+    yield store
+    await store.aclose()

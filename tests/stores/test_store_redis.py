@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -106,13 +105,6 @@ async def test_open_store_redis_and_rediss(redis_server: RedisServer) -> None:
 # -------------------------------------------------------------------- layout and TTLs
 
 
-@pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
-    s = RedisStore(f"{redis_server.url}/0?prefix=t{new_id()}")
-    yield s
-    await s.aclose()
-
-
 async def _workload(store: RedisStore) -> str:
     now = time.time()
     fam = new_id()
@@ -129,9 +121,9 @@ async def _workload(store: RedisStore) -> str:
     return fam
 
 
-async def test_every_key_has_a_ttl_and_a_family_shares_one_slot(store: RedisStore) -> None:
-    fam = await _workload(store)
-    items = await _raw_items(store.client, store.prefix)
+async def test_every_key_has_a_ttl_and_a_family_shares_one_slot(redis_store: RedisStore) -> None:
+    fam = await _workload(redis_store)
+    items = await _raw_items(redis_store.client, redis_store.prefix)
     # tombstone, two refresh tokens, revoked marker, revoked jti, claim: issuing an access
     # token writes nothing.
     assert len(items) == 6
@@ -143,30 +135,32 @@ async def test_every_key_has_a_ttl_and_a_family_shares_one_slot(store: RedisStor
     assert len({key_slot(k) for k in family_keys}) == 1
 
 
-async def test_ttl_follows_the_record_expiry(store: RedisStore) -> None:
+async def test_ttl_follows_the_record_expiry(redis_store: RedisStore) -> None:
     now = time.time()
     rt = make_refresh(now, ttl=120)
-    await store.put_refresh(rt)
+    await redis_store.put_refresh(rt)
     code = make_code(now, ttl=60, reuse_margin=240)
-    await store.put_code(code)
-    items = await _raw_items(store.client, store.prefix)
+    await redis_store.put_code(code)
+    items = await _raw_items(redis_store.client, redis_store.prefix)
     ttls = {k: p for k, (_, p) in items.items()}
     rt_key = next(k for k in ttls if rt.token_hash.encode() in k)
     code_key = next(k for k in ttls if code.code_hash.encode() in k)
     assert 118_000 < ttls[rt_key] <= 120_000
     assert 58_000 < ttls[code_key] <= 60_000
     # Taking the code turns it into a tombstone that lives until reuse_detect_until.
-    await store.take_code(code.code_hash)
-    assert 298_000 < await store.client.pttl(code_key) <= 300_000
-    assert b"r" not in await store.client.hkeys(code_key)  # the record itself is gone
+    await redis_store.take_code(code.code_hash)
+    assert 298_000 < await redis_store.client.pttl(code_key) <= 300_000
+    assert b"r" not in await redis_store.client.hkeys(code_key)  # the record itself is gone
 
 
-async def test_scripts_reload_after_script_flush(store: RedisStore) -> None:
+async def test_scripts_reload_after_script_flush(redis_store: RedisStore) -> None:
     now = time.time()
     rt = make_refresh(now)
-    await store.put_refresh(rt)
-    await store.client.script_flush()  # what a Redis restart does to the script cache
-    assert await store.rotate_refresh(rt.family_id, rt.token_hash, successor_of(rt, now), None) == Rotated(record=rt)
+    await redis_store.put_refresh(rt)
+    await redis_store.client.script_flush()  # what a Redis restart does to the script cache
+    assert await redis_store.rotate_refresh(rt.family_id, rt.token_hash, successor_of(rt, now), None) == Rotated(
+        record=rt
+    )
 
 
 # -------------------------------------------------------------------- outages

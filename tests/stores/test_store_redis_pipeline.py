@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from attesto_asgi_redis import RedisStore
@@ -18,13 +17,6 @@ from attesto_asgi._secrets import new_id
 from attesto_asgi.model import AlreadyRotated, CodeReused, Rotated
 from attesto_asgi.testing.store_contract import LONG, make_code, make_refresh, successor_of
 from tests.stores.redis_server import RedisServer
-
-
-@pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
-    s = RedisStore(f"{redis_server.url}/0?prefix=t{new_id()}")
-    yield s
-    await s.aclose()
 
 
 async def _evalsha_calls(store: RedisStore) -> int:
@@ -43,84 +35,86 @@ def _sent(store: RedisStore) -> asyncio.Event:
     return event
 
 
-async def test_concurrent_operations_share_pipelines_and_keep_their_own_replies(store: RedisStore) -> None:
+async def test_concurrent_operations_share_pipelines_and_keep_their_own_replies(redis_store: RedisStore) -> None:
     now = time.time()
     records = [make_refresh(now, ttl=LONG) for _ in range(2500)]  # more than the queue bound
-    before, calls_before = store.pipelines_sent, await _evalsha_calls(store)
-    assert all(await asyncio.gather(*(store.put_refresh(r) for r in records)))
-    found = await asyncio.gather(*(store.get_refresh(r.family_id, r.token_hash) for r in records))
+    before, calls_before = redis_store.pipelines_sent, await _evalsha_calls(redis_store)
+    assert all(await asyncio.gather(*(redis_store.put_refresh(r) for r in records)))
+    found = await asyncio.gather(*(redis_store.get_refresh(r.family_id, r.token_hash) for r in records))
     assert [f.token_hash if f else None for f in found] == [r.token_hash for r in records]
-    sent = store.pipelines_sent - before
+    sent = redis_store.pipelines_sent - before
     assert 0 < sent < len(records)  # 5000 operations, far fewer round trips
     # Redis ran every script once: batching shares round trips, it neither drops nor repeats.
-    assert await _evalsha_calls(store) - calls_before == 2 * len(records)
+    assert await _evalsha_calls(redis_store) - calls_before == 2 * len(records)
 
 
-async def test_a_lone_operation_is_one_pipeline(store: RedisStore) -> None:
-    before = store.pipelines_sent
-    assert await store.family_revoked(new_id()) is False
-    assert store.pipelines_sent - before == 1
+async def test_a_lone_operation_is_one_pipeline(redis_store: RedisStore) -> None:
+    before = redis_store.pipelines_sent
+    assert await redis_store.family_revoked(new_id()) is False
+    assert redis_store.pipelines_sent - before == 1
 
 
-async def test_errors_stay_per_operation(store: RedisStore) -> None:
+async def test_errors_stay_per_operation(redis_store: RedisStore) -> None:
     now = time.time()
     good = [make_refresh(now, ttl=LONG) for _ in range(5)]
     for r in good:
-        await store.put_refresh(r)
+        await redis_store.put_refresh(r)
     bad = make_refresh(now, ttl=LONG)
     # A string where the script expects a hash: that script alone fails (WRONGTYPE).
-    await store.client.set("{" + store.prefix + ":" + bad.family_id + "}:rt:" + bad.token_hash, b"x")
-    before = store.pipelines_sent
+    await redis_store.client.set("{" + redis_store.prefix + ":" + bad.family_id + "}:rt:" + bad.token_hash, b"x")
+    before = redis_store.pipelines_sent
     results = await asyncio.gather(
-        *(store.get_refresh(r.family_id, r.token_hash) for r in good[:3]),
-        store.get_refresh(bad.family_id, bad.token_hash),
-        *(store.get_refresh(r.family_id, r.token_hash) for r in good[3:]),
+        *(redis_store.get_refresh(r.family_id, r.token_hash) for r in good[:3]),
+        redis_store.get_refresh(bad.family_id, bad.token_hash),
+        *(redis_store.get_refresh(r.family_id, r.token_hash) for r in good[3:]),
         return_exceptions=True,
     )
-    assert store.pipelines_sent - before == 1  # all six in one pipeline
+    assert redis_store.pipelines_sent - before == 1  # all six in one pipeline
     assert isinstance(results[3], Exception)
     assert "WRONGTYPE" in str(results[3])
     others = results[:3] + results[4:]
     assert [getattr(r, "token_hash", None) for r in others] == [r.token_hash for r in good]
 
 
-async def test_noscript_after_script_flush_is_recovered_for_every_operation(store: RedisStore) -> None:
+async def test_noscript_after_script_flush_is_recovered_for_every_operation(redis_store: RedisStore) -> None:
     now = time.time()
     records = [make_refresh(now, ttl=LONG) for _ in range(20)]
     for r in records:
-        await store.put_refresh(r)
+        await redis_store.put_refresh(r)
     code = make_code(now)
-    await store.put_code(code)
-    await store.client.script_flush()  # what a Redis restart does to the script cache
-    before = store.pipelines_sent
+    await redis_store.put_code(code)
+    await redis_store.client.script_flush()  # what a Redis restart does to the script cache
+    before = redis_store.pipelines_sent
     results = await asyncio.gather(
-        *(store.rotate_refresh(r.family_id, r.token_hash, successor_of(r, now), None) for r in records),
-        store.take_code(code.code_hash),
-        store.family_revoked(new_id()),  # a native command: no script, answered in round one
+        *(redis_store.rotate_refresh(r.family_id, r.token_hash, successor_of(r, now), None) for r in records),
+        redis_store.take_code(code.code_hash),
+        redis_store.family_revoked(new_id()),  # a native command: no script, answered in round one
     )
     # Each non-idempotent script ran exactly once: a second run would be AlreadyRotated or a reuse.
     assert results[: len(records)] == [Rotated(record=r) for r in records]
     assert results[len(records)] == code
     assert results[-1] is False
-    assert store.pipelines_sent - before == 2  # NOSCRIPT round, then load-and-resend
-    assert await store.take_code(code.code_hash) == CodeReused(family_id=code.family_id, client_id=code.client_id)
-    again = await store.rotate_refresh(records[0].family_id, records[0].token_hash, successor_of(records[0], now), None)
+    assert redis_store.pipelines_sent - before == 2  # NOSCRIPT round, then load-and-resend
+    assert await redis_store.take_code(code.code_hash) == CodeReused(family_id=code.family_id, client_id=code.client_id)
+    again = await redis_store.rotate_refresh(
+        records[0].family_id, records[0].token_hash, successor_of(records[0], now), None
+    )
     assert isinstance(again, AlreadyRotated)
 
 
-async def test_cancelled_before_send_is_dropped(store: RedisStore) -> None:
+async def test_cancelled_before_send_is_dropped(redis_store: RedisStore) -> None:
     record = make_refresh(time.time(), ttl=LONG)
-    before = store.pipelines_sent
-    task = asyncio.ensure_future(store.put_refresh(record))
+    before = redis_store.pipelines_sent
+    task = asyncio.ensure_future(redis_store.put_refresh(record))
     await asyncio.sleep(0)  # the task queues its operation; the sender has not run yet
-    assert store.pipelines_sent == before
+    assert redis_store.pipelines_sent == before
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0)  # the sender runs: it finds only a cancelled operation
-    assert store.pipelines_sent == before  # nothing was sent
-    assert not store._senders
-    assert await store.get_refresh(record.family_id, record.token_hash) is None
+    assert redis_store.pipelines_sent == before  # nothing was sent
+    assert not redis_store._senders
+    assert await redis_store.get_refresh(record.family_id, record.token_hash) is None
 
 
 async def test_cancelled_after_send_completes_as_a_unit(redis_server: RedisServer) -> None:
