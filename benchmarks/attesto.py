@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from attesto_asgi import AttestoMiddleware, Client, Config, KeySet
+from attesto_asgi import AttestoMiddleware, Client, Config, KeySet, issue_code
 from attesto_asgi.core.issuer import GRANTS
 from attesto_asgi.store import installed_backends
 
@@ -58,21 +58,11 @@ async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _issue_code():  # type: ignore[no-untyped-def]
-    try:
-        from attesto_asgi import issue_code  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return issue_code
-
-
 def available(grant: str, store: str) -> str | None:
     """None when the scenario can run here, else why not."""
     base = grant.split("+")[0]
     if base not in GRANTS:
         return f"grant {base} not on this branch yet"
-    if base == "authorization_code" and _issue_code() is None:
-        return "issue_code not on this branch yet"
     if store not in installed_backends():
         return f"store backend {store} not installed"
     return None
@@ -139,7 +129,6 @@ def build(grant: str, store_url: str, keys: Keys) -> Built:
             return [cc_body()]
         if base == "refresh_token":
             return [refresh_body(t) for t in await put_refresh_tokens(config, n)]
-        issue_code = _issue_code()
         scope = tuple(code_scope(grant).split())
         out = []
         for _ in range(n):

@@ -83,13 +83,18 @@ class Keys:
 
     @classmethod
     def generate(cls) -> Keys:
-        jwk = ECKey.generate_key("P-256")
-        return cls(jwk=jwk, private=jwk.private_key, kid=jwk.thumbprint())
+        return cls._of(ECKey.generate_key("P-256"))
 
     @classmethod
     def from_private_jwk(cls, data: dict[str, Any]) -> Keys:
-        jwk = ECKey.import_key(data)
-        return cls(jwk=jwk, private=jwk.private_key, kid=jwk.thumbprint())
+        return cls._of(ECKey.import_key(data))
+
+    @classmethod
+    def _of(cls, jwk: ECKey) -> Keys:
+        private = jwk.private_key
+        if private is None:
+            raise ValueError("the benchmark key must be private")
+        return cls(jwk=jwk, private=private, kid=jwk.thumbprint())
 
     def private_jwk(self) -> dict[str, Any]:
         out = dict(self.jwk.as_dict(private=True))

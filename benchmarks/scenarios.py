@@ -53,7 +53,7 @@ class Scenario:
 
 
 def all_scenarios() -> list[Scenario]:
-    out = []
+    out: list[Scenario] = []
     for impl in IMPLS:
         _, grants, stores = _SUPPORT[impl]
         out.extend(Scenario(impl, g, s) for g in grants for s in stores)

@@ -188,7 +188,8 @@ class AioauthApp:
             return
         body = await read_body(receive)
         post = dict(parse_qsl(body.decode(), strict_parsing=True))
-        headers = HTTPHeaderDict(**{k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]})
+        raw_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = HTTPHeaderDict(**raw_headers)  # type: ignore[no-untyped-call]  # aioauth leaves __init__ untyped
         request = Request(
             method=scope["method"],
             headers=headers,
