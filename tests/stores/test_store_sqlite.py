@@ -469,6 +469,39 @@ async def test_the_checkpointer_copies_the_wal_back_and_the_wal_starts_again(tmp
         await store.aclose()
 
 
+async def test_a_pinned_reader_neither_blocks_commits_nor_spins_the_checkpointer(tmp_path: Path) -> None:
+    """A long read transaction elsewhere keeps PASSIVE from copying the frames it may still
+    read: commits go on, and the checkpointer runs about once per commit, not in a loop."""
+    path = tmp_path / "wal.db"
+    store = _store(path)
+    try:
+        await _put_refresh_batch(store)
+        reader = sqlite3.connect(path, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM refresh").fetchone()  # a snapshot, held
+            checkpointer = _checkpointer(store)
+            runs_before = checkpointer.runs
+            for _ in range(10):
+                await _put_refresh_batch(store, 16)
+            frames, copied = _wal_index(path)
+            assert copied < frames  # the pinned frames were not copied back
+            await asyncio.sleep(0.2)  # 40 pauses' worth: a spinning checkpointer would run hundreds of times
+            assert checkpointer.runs - runs_before <= 4 * 10  # at most one per commit (a few per batch call)
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+        await _put_refresh_batch(store, 1)  # the snapshot gone, the next run copies everything
+        for _ in range(500):
+            frames, copied = _wal_index(path)
+            if copied == frames:
+                break
+            await asyncio.sleep(0.01)
+        assert copied == frames
+    finally:
+        await store.aclose()
+
+
 async def test_a_failing_checkpoint_is_logged_and_tried_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "wal.db"
     store = _store(path)
