@@ -407,6 +407,10 @@ def _wal_index(path: Path) -> tuple[int, int]:
     return frames, copied
 
 
+def _file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
 async def _put_refresh_batch(store: SQLiteStore, n: int = 64) -> None:
     now = store._clock()
     assert all(await asyncio.gather(*(store.put_refresh(make_refresh(now)) for _ in range(n))))
@@ -498,6 +502,28 @@ async def test_a_pinned_reader_neither_blocks_commits_nor_spins_the_checkpointer
                 break
             await asyncio.sleep(0.01)
         assert copied == frames
+    finally:
+        await store.aclose()
+
+
+async def test_the_wal_file_shrinks_after_a_burst(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst (a migration copying a table) may grow the WAL file far past what a steady
+    load needs; once the log restarts, the next commit truncates the file to the limit."""
+    monkeypatch.setattr(sqlite_impl, "_WAL_SIZE_LIMIT", 64 * 1024)
+    path = tmp_path / "wal.db"
+    wal = Path(f"{path}-wal")
+    store = _store(path)
+    try:
+        await _stop_checkpointer(store)
+        for _ in range(10):
+            await _put_refresh_batch(store)
+        grown = _file_size(wal)
+        assert grown > 4 * 64 * 1024
+        with _raw(path) as db:  # everything copied back: the next write restarts the log
+            busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert (busy, copied) == (0, frames)
+        await store.claim_once("restarts the log", 60)
+        assert _file_size(wal) <= 64 * 1024
     finally:
         await store.aclose()
 

@@ -75,6 +75,9 @@ _CHECKPOINT_PAUSE: Final = 0.005
 # The writer checkpoints itself only past this many WAL pages (SQLite's default is 1,000):
 # a backstop for writes so steady that the checkpointer never finds the writer idle.
 _WRITER_CHECKPOINT_PAGES: Final = 4000
+# What is left of a WAL file after the log restarts: a burst (a migration copying a table)
+# may have grown it far past what a steady load needs (~16 MiB: the backstop above).
+_WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
 # ---------------------------------------------------------------- schema and migrations
 
@@ -765,6 +768,8 @@ class SQLiteStore:
                 self._migrate(conn)
                 # Commits leave checkpoints to the checkpointer's thread (module docstring).
                 conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT_PAGES}")
+                # The first commit after the WAL restarts truncates the file to this size.
+                conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
                 return conn
             except sqlite3.Error as exc:
                 conn.close()
