@@ -407,6 +407,20 @@ def _wal_index(path: Path) -> tuple[int, int]:
     return frames, copied
 
 
+def _fully_copied(path: Path) -> bool:
+    frames, copied = _wal_index(path)
+    return frames > 0 and copied == frames
+
+
+async def _soon(condition: Callable[[], bool], what: str) -> None:
+    """Wait for what another thread does (the checkpointer), polling; bounded at 5 s."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{what} did not happen")
+
+
 def _file_size(path: Path) -> int:
     return path.stat().st_size
 
@@ -458,13 +472,8 @@ async def test_the_checkpointer_copies_the_wal_back_and_the_wal_starts_again(tmp
         for _ in range(20):
             await _put_refresh_batch(store)
         checkpointer = _checkpointer(store)
-        for _ in range(500):  # bounded: the checkpointer runs within milliseconds of a commit
-            frames, copied = _wal_index(path)
-            if frames and copied == frames:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError(f"the WAL was never copied back: {_wal_index(path)}")
+        await _soon(lambda: _fully_copied(path), "copying the WAL back")
+        frames, _ = _wal_index(path)
         assert checkpointer.runs >= 1
         # Every frame copied: the next write transaction starts the WAL from its beginning.
         await store.claim_once("after", 60)
@@ -496,12 +505,7 @@ async def test_a_pinned_reader_neither_blocks_commits_nor_spins_the_checkpointer
         finally:
             reader.close()
         await _put_refresh_batch(store, 1)  # the snapshot gone, the next run copies everything
-        for _ in range(500):
-            frames, copied = _wal_index(path)
-            if copied == frames:
-                break
-            await asyncio.sleep(0.01)
-        assert copied == frames
+        await _soon(lambda: _fully_copied(path), "copying the WAL back")
     finally:
         await store.aclose()
 
@@ -544,18 +548,12 @@ async def test_a_failing_checkpoint_is_logged_and_tried_again(tmp_path: Path, ca
     try:
         with caplog.at_level(logging.WARNING, logger="attesto_asgi.sqlite"):
             checkpointer.committed()
-            for _ in range(500):
-                if "checkpoint failed" in caplog.text:
-                    break
-                await asyncio.sleep(0.01)
+            await _soon(lambda: "checkpoint failed" in caplog.text, "logging the failed checkpoint")
             assert "checkpoint failed: disk I/O error" in caplog.text
             assert checkpointer.runs == 0
             await _put_refresh_batch(store)  # the store's writes go on meanwhile
             checkpointer.committed()
-            for _ in range(500):
-                if checkpointer.runs:
-                    break
-                await asyncio.sleep(0.01)
+            await _soon(lambda: checkpointer.runs > 0, "a checkpoint after the failed one")
             assert checkpointer.runs >= 1
             assert len(attempts) == 2
     finally:
