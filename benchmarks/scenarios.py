@@ -16,10 +16,10 @@ from .common import GRANTS, IMPLS, STORES, Built, Keys
 __all__ = ["Scenario", "all_scenarios"]
 
 # impl -> (module, grants it serves, stores it serves). Peers keep their documented
-# in-memory storage; the floor answers client_credentials only, from a dict.
+# in-memory storage; the floor answers client_credentials and authorization_code, from dicts.
 _SUPPORT: Final[dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]] = {
     "attesto": ("benchmarks.attesto", GRANTS, STORES),
-    "floor": ("benchmarks.floor_target", ("client_credentials",), ("memory",)),
+    "floor": ("benchmarks.floor_target", ("client_credentials", "authorization_code"), ("memory",)),
     "aioauth": ("benchmarks.peers.aioauth_server", GRANTS, ("memory",)),
     "authlib": ("benchmarks.peers.authlib_server", GRANTS, ("memory",)),
 }

@@ -270,10 +270,10 @@ def wrk_once(
 
 
 def comparison_groups(scenarios: Sequence[Scenario]) -> list[tuple[str, list[Scenario]]]:
-    """The scenarios measured next to each other: one group per grant, each with the floor
-    (the report compares every row with the floor and with the peers on its grant; the
-    floor's own group is client_credentials)."""
-    floors = [sc for sc in scenarios if sc.impl == "floor"]
+    """The scenarios measured next to each other: one group per grant, each with the
+    floor's client_credentials (the report compares every row with it and with the peers on
+    its grant). The floor's other grants are members of their own grant's group only."""
+    floors = [sc for sc in scenarios if sc.impl == "floor" and sc.grant == "client_credentials"]
     groups = []
     for grant in dict.fromkeys(sc.grant for sc in scenarios):
         members = [sc for sc in scenarios if sc.grant == grant]

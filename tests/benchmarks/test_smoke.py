@@ -29,6 +29,7 @@ from benchmarks.stage_inprocess import run_inprocess
 BASELINE = {
     Scenario("attesto", "client_credentials", "memory"),
     Scenario("floor", "client_credentials", "memory"),
+    Scenario("floor", "authorization_code", "memory"),
     *(
         Scenario(peer, g, "memory")
         for peer in ("aioauth", "authlib")
@@ -203,6 +204,22 @@ def test_a_missed_target_says_by_how_much() -> None:
     assert target["met"] is False
     assert target["shown"] == "0.50x"
     assert target["by"] == "29% short"
+
+
+def test_the_code_target_is_shown_beside_the_floors_own_code_redemption() -> None:
+    rows = [
+        {"impl": impl, "grant": grant, "store": "memory", "rate": rate, "p50_ms": 0.1, "p99_ms": 0.2, "failed": 0}
+        for impl, grant, rate in (
+            ("floor", "client_credentials", 100.0),
+            ("floor", "authorization_code", 66.0),
+            ("attesto", "authorization_code", 55.0),
+        )
+    ]
+    results = {"machine": machine(), "started": "now", "settings": {"rounds": 1}, "inprocess": rows}
+    results["targets"] = evaluate_targets(results)
+    text = markdown(results)
+    assert "runs at 0.66x its client_credentials" in text
+    assert "attesto's code redemption at 0.83x the floor's" in text
 
 
 def test_instruction_counts_under_callgrind() -> None:

@@ -32,6 +32,14 @@ def test_one_group_per_grant_each_with_the_floor() -> None:
     assert groups["refresh_token"] == [*SCENARIOS[2:4], SCENARIOS[5], FLOOR]
 
 
+def test_the_floors_code_redemption_joins_its_own_group_only() -> None:
+    floor_code = Scenario("floor", "authorization_code", "memory")
+    code = Scenario("attesto", "authorization_code", "memory")
+    groups = dict(comparison_groups([*SCENARIOS, code, floor_code]))
+    assert groups["authorization_code"] == [code, floor_code, FLOOR]
+    assert floor_code not in groups["client_credentials"] + groups["refresh_token"]
+
+
 def test_without_the_floor_the_groups_are_the_grants() -> None:
     groups = comparison_groups([s for s in SCENARIOS if s != FLOOR])
     assert [(g, len(m)) for g, m in groups] == [("client_credentials", 2), ("refresh_token", 3)]
