@@ -1,8 +1,11 @@
 -- POST one form per request to /oauth/token, from a file of pre-minted bodies.
--- wrk -t1 -c N -d S --latency -s post.lua URL -- BODIES_FILE OFFSET MODE AUTHORIZATION [LIMIT]
+-- wrk -t1 -c N -d S --latency -s post.lua URL -- BODIES_FILE OFFSET MODE AUTHORIZATION [LIMIT [RAMP_MS N]]
 --   MODE "reuse": send the file's first body forever (client_credentials);
 --   MODE "once":  send each body once, starting at byte OFFSET of the file (the start of a
 --                 line), at most LIMIT bodies (codes, refresh tokens).
+--   RAMP_MS, N:   hold the first request of each of the N connections RAMP_MS after it
+--                 connects, so the server accepts them all before the load starts (wrk
+--                 starts a request's clock when it writes it); later requests go at once.
 -- Only the bodies this run may send are read: init() runs before wrk starts its clock, and
 -- reading a whole pool of 10^5 bodies each run would cost more than a short run lasts.
 -- done() prints one JSON line that benchmarks/stage_http.py reads.
@@ -10,11 +13,15 @@
 local bodies = {}
 local idx = 0
 local fixed = nil
+local ramp_ms = 0
+local held = 0
 
 function init(args)
   local offset = tonumber(args[2] or "0")
   local reuse = args[3] == "reuse"
   local limit = reuse and 1 or tonumber(args[5] or "0")
+  ramp_ms = tonumber(args[6] or "0")
+  held = tonumber(args[7] or "0")
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
   wrk.headers["Authorization"] = args[4]
   local file = assert(io.open(args[1], "rb"))
@@ -38,6 +45,16 @@ function request()
   idx = idx + 1
   -- Past the end of the pool: a request that must fail, so it is counted as an error.
   return wrk.format("POST", "/oauth/token", nil, bodies[idx] or "grant_type=exhausted")
+end
+
+-- wrk asks before every request; the first N asks are the connections' first requests
+-- (no response can arrive before the ramp ends).
+function delay()
+  if held > 0 then
+    held = held - 1
+    return ramp_ms
+  end
+  return 0
 end
 
 function done(summary, latency, requests)

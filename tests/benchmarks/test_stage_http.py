@@ -4,15 +4,20 @@ whole stage runs in test_smoke.py."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from benchmarks.common import Keys
 from benchmarks.env import Env, ensure_wrk
 from benchmarks.scenarios import Scenario
-from benchmarks.stage_http import HTTPServer, comparison_groups, http_steps, round_order, top_up, wrk_once
+from benchmarks.stage_http import RAMP_S, HTTPServer, comparison_groups, http_steps, round_order, top_up, wrk_once
 
 FLOOR = Scenario("floor", "client_credentials", "memory")
 SCENARIOS = [
@@ -85,3 +90,48 @@ def test_a_server_mints_more_bodies_on_demand_and_wrk_sends_each_once(env: Env) 
         assert srv.available == 20
         top_up([(srv, 5)])  # enough already: nothing minted
         assert srv.available == 20
+
+
+class _Recording(asyncio.Protocol):
+    """An HTTP/1.1 keep-alive server that answers every request with an empty JSON object and
+    records, per connection, when it was accepted and when its first request arrived."""
+
+    seen: ClassVar[list[list[float]]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.times = [time.monotonic()]
+        self.seen.append(self.times)
+
+    def data_received(self, data: bytes) -> None:
+        if len(self.times) == 1:
+            self.times.append(time.monotonic())
+        for _ in range(data.count(b"POST ")):
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+
+def test_each_connection_is_accepted_before_its_first_request_is_sent(tmp_path: Path) -> None:
+    # The ramp: wrk holds each connection's first request RAMP_S after connecting, so a
+    # server that accepts one connection per loop turn (uvloop's libuv) has accepted them
+    # all before any latency is counted; later requests are not held.
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(_Recording, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    bodies = tmp_path / "bodies.txt"
+    bodies.write_bytes(b"grant_type=client_credentials\n")
+    try:
+        run = wrk_once(ensure_wrk(), port, bodies, 0, True, 4, 0.3)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
+    first = [t for t in _Recording.seen if len(t) == 2]
+    assert len(first) == 4
+    assert all(sent - accepted >= RAMP_S * 0.9 for accepted, sent in first)
+    assert run["ok"] > 4 * 10  # the requests after the first go at once
+    assert run["rate"] == pytest.approx(run["ok"] / (run["duration_us"] / 1e6 - RAMP_S))
