@@ -185,14 +185,18 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
     for h in http:
         if h["impl"] == "attesto" and h["store"] in ("sqlite", "redis") and h["concurrency"] == 64:
-            out.append(
-                _check(
-                    f"HTTP {h['server']} c=64 p99, {h['grant']} on {h['store']}",
-                    h["p99_ms"],
-                    below=20.0,
-                    unit=" ms",
-                )
+            target = _check(
+                f"HTTP {h['server']} c=64 p99, {h['grant']} on {h['store']}",
+                h["p99_ms"],
+                below=20.0,
+                unit=" ms",
             )
+            # The same grant on the memory store, same server: the p99 no store goes below
+            # (with c requests always in flight, latency follows the throughput).
+            mem = _find(http, server=h["server"], impl="attesto", grant=h["grant"], store="memory", concurrency=64)
+            if mem is not None and target["met"] is not None:
+                target["shown"] += f" (memory store: {mem['p99_ms']:.1f} ms)"
+            out.append(target)
     for store in ("sqlite", "redis"):
         rows = sorted((g for g in growth if g["store"] == store), key=lambda g: g["live"])
         if len(rows) >= 2:

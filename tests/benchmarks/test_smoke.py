@@ -222,6 +222,24 @@ def test_the_code_target_is_shown_beside_the_floors_own_code_redemption() -> Non
     assert "attesto's code redemption at 0.83x the floor's" in text
 
 
+def test_a_p99_target_shows_the_memory_stores_p99_beside_it() -> None:
+    http = [
+        {
+            "server": "uvicorn",
+            "impl": "attesto",
+            "grant": "refresh_token",
+            "store": store,
+            "concurrency": 64,
+            "rate": 100.0,
+            "p99_ms": p99,
+        }
+        for store, p99 in (("memory", 21.0), ("sqlite", 29.5))
+    ]
+    [target] = [t for t in evaluate_targets({"http": http}) if "p99" in t["target"]]
+    assert target["met"] is False
+    assert target["shown"] == "29.5 ms (memory store: 21.0 ms)"
+
+
 def test_instruction_counts_under_callgrind() -> None:
     # The opt-in callgrind stage: one scenario, few requests (valgrind makes Python ~50x slower).
     from benchmarks.stage_instructions import run_instructions
