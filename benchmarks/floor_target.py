@@ -22,9 +22,7 @@ from .common import (
 )
 from .floor import CodeGrant, Floor, FloorCode
 
-__all__ = ["GRANTS", "build"]
-
-GRANTS = ("client_credentials", "authorization_code")
+__all__ = ["build"]
 
 
 def build(grant: str, store_url: str, keys: Keys) -> Built:

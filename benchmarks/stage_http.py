@@ -44,10 +44,10 @@ _MIN_RATE = 20_000.0
 # Each connection's first request is held this long after it connects (post.lua's delay()),
 # so the server has accepted every connection before the load starts, and a run measures
 # the steady state at its concurrency, not wrk opening its connections all at once.
-# uvloop's libuv (>= 1.45, libuv PR #3696) accepts one connection per loop turn: on a busy
-# server the last of 64 new connections waited 200-300 ms in the listen queue with its
-# first request already written, which wrk counted as latency and, with its
-# coordinated-omission correction, turned into p99s of 60-150 ms (the floor included).
+# The libuv inside uvloop accepts one connection per loop turn (since libuv PR #3696): on
+# a busy server the last of 64 new connections waited 200-300 ms in the listen queue with
+# its first request already written, which wrk counted as latency and, with its
+# coordinated-omission correction, turned into p99s of ~100-200 ms (the floor included).
 # The run lasts this much longer, and its rate is taken over the time after it.
 RAMP_S = 0.05
 

@@ -467,6 +467,7 @@ class RedisStore:
         """
         with contextlib.suppress(Exception):
             await self._release_idle()
+        with contextlib.suppress(Exception):
             await self.client.connection_pool.disconnect(inuse_connections=False)
         again: list[_Op] = []
         for op in pending:
