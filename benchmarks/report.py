@@ -393,11 +393,23 @@ _STYLE: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
-def _line(axes: Any, pts: list[dict[str, Any]], impl: str, store: str, label: str | None = None) -> None:
-    color, style = _STYLE.get((impl, store), ("tab:gray", "-."))
+def _line(
+    axes: Any, pts: list[dict[str, Any]], impl: str, store: str, label: str | None = None, color: str | None = None
+) -> None:
+    default, style = _STYLE.get((impl, store), ("tab:gray", "-."))
+    color = color or default
     cs = [r["concurrency"] for r in pts]
     for ax, key in zip(axes, ("rate", "p50_ms", "p99_ms"), strict=True):
         ax.plot(cs, [r[key] for r in pts], style, color=color, marker="o", label=label or f"{impl}/{store}")
+
+
+def _floor_reference(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The curve drawn on every grant's HTTP panels: the floor's client_credentials, by
+    concurrency (the floor's own code redemption is a curve of the code grant's panels)."""
+    return sorted(
+        (r for r in rows if r["impl"] == "floor" and r["grant"] == "client_credentials"),
+        key=lambda r: r["concurrency"],
+    )
 
 
 def plots(results: dict[str, Any], stem: Path) -> list[Path]:
@@ -434,7 +446,7 @@ def plots(results: dict[str, Any], stem: Path) -> list[Path]:
         rows = [r for r in http if r["server"] == server]
         grants = list(dict.fromkeys(r["grant"] for r in rows))
         fig, axes = plt.subplots(len(grants), 3, figsize=(15, 3.6 * len(grants)), squeeze=False)
-        floor = sorted((r for r in rows if r["impl"] == "floor"), key=lambda r: r["concurrency"])
+        floor = _floor_reference(rows)
         for g, grant in enumerate(grants):
             curves = list(dict.fromkeys((r["impl"], r["store"]) for r in rows if r["grant"] == grant))
             for impl, store in curves:
@@ -444,7 +456,7 @@ def plots(results: dict[str, Any], stem: Path) -> list[Path]:
                 )
                 _line(axes[g], pts, impl, store)
             if grant != "client_credentials" and floor:
-                _line(axes[g], floor, "floor", "memory", label="floor (client_credentials)")
+                _line(axes[g], floor, "floor", "memory", label="floor (client_credentials)", color="tab:gray")
             for ax, title in zip(axes[g], ("tokens/s", "p50 latency (ms)", "p99 latency (ms)"), strict=True):
                 ax.set_xscale("log", base=2)
                 ax.set_xlabel("concurrency")

@@ -240,6 +240,24 @@ def test_a_p99_target_shows_the_memory_stores_p99_beside_it() -> None:
     assert target["shown"] == "29.5 ms (memory store: 21.0 ms)"
 
 
+def test_the_http_plots_reference_is_the_floors_client_credentials_alone() -> None:
+    from benchmarks.report import _floor_reference
+
+    rows = [
+        {"impl": impl, "grant": grant, "concurrency": c}
+        for c in (64, 1)
+        for impl, grant in (
+            ("floor", "client_credentials"),
+            ("floor", "authorization_code"),
+            ("attesto", "refresh_token"),
+        )
+    ]
+    assert [(r["grant"], r["concurrency"]) for r in _floor_reference(rows)] == [
+        ("client_credentials", 1),
+        ("client_credentials", 64),
+    ]
+
+
 def test_instruction_counts_under_callgrind() -> None:
     # The opt-in callgrind stage: one scenario, few requests (valgrind makes Python ~50x slower).
     from benchmarks.stage_instructions import run_instructions
