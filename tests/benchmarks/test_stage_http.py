@@ -132,6 +132,8 @@ def test_each_connection_is_accepted_before_its_first_request_is_sent(tmp_path: 
         loop.close()
     first = [t for t in _Recording.seen if len(t) == 2]
     assert len(first) == 4
-    assert all(sent - accepted >= RAMP_S * 0.9 for accepted, sent in first)
+    # At least half the ramp: without it the first request follows the accept within ~1 ms,
+    # and a busy machine may delay the server's accept (never wrk's timer) by a few ms.
+    assert all(sent - accepted >= RAMP_S / 2 for accepted, sent in first)
     assert run["ok"] > 4 * 10  # the requests after the first go at once
     assert run["rate"] == pytest.approx(run["ok"] / (run["duration_us"] / 1e6 - RAMP_S))
