@@ -5,11 +5,13 @@ request executes does not. ``valgrind --tool=callgrind`` counts the user-space i
 of a whole process, repeatably (the same count twice whatever else the machine does), so
 each in-process scenario on the memory store runs twice under it, with ``small`` and with
 ``large`` requests after one warm-up request; the difference divided by ``large - small`` is
-the cost of one request, with start-up, imports and minting the request bodies cancelled
-out. Kernel time (the ``getrandom`` system call, for one) is not counted: the figure is a
-complement to tokens/s, not a replacement. Use it to judge a hot-path change to 1%.
+the cost of one request, with start-up and imports cancelled out. Both runs mint the same
+``large + 1`` request bodies (codes, refresh tokens), so minting cancels out too: a run that
+minted only the bodies it sends would add one mint to every request's count. Kernel time
+(the ``getrandom`` system call, for one) is not counted: the figure is a complement to
+tokens/s, not a replacement. Use it to judge a hot-path change to 1%.
 
-``python -m benchmarks.stage_instructions <impl> <grant> <n>`` is the measured process.
+``python -m benchmarks.stage_instructions <impl> <grant> <n> <minted>`` is the measured process.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ __all__ = ["count", "run_instructions", "warm"]
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
-async def _serve(scenario: Scenario, n: int) -> None:
+async def _serve(scenario: Scenario, n: int, minted: int) -> None:
     keys = Keys.generate()
     built = scenario.build("memory://", keys)
-    bodies = await built.bodies(1 if built.reusable else n + 1)
+    bodies = await built.bodies(1 if built.reusable else minted)
     if built.reusable:
         bodies = bodies * (n + 1)
     status, content = await call(built.app, bodies[0])
@@ -53,24 +55,25 @@ async def _serve(scenario: Scenario, n: int) -> None:
     await built.aclose()
 
 
-def _measured(scenario: Scenario, n: int, *, write_bytecode: bool = False) -> list[str]:
+def _measured(scenario: Scenario, n: int, minted: int, *, write_bytecode: bool = False) -> list[str]:
     # -B: neither counted run writes bytecode, so both see the same compiled modules on disk.
     python = [sys.executable] if write_bytecode else [sys.executable, "-B"]
-    return [*python, "-m", "benchmarks.stage_instructions", scenario.impl, scenario.grant, str(n)]
+    return [*python, "-m", "benchmarks.stage_instructions", scenario.impl, scenario.grant, str(n), str(minted)]
 
 
 def warm(scenario: Scenario) -> None:
     """One native run first: it writes every module's bytecode, so the two counted runs load
     the same files (a run that compiled a module would count the compiler), and it proves
     the scenario answers before valgrind spends a minute on it."""
-    done = subprocess.run(_measured(scenario, 1, write_bytecode=True), capture_output=True, check=False)
+    done = subprocess.run(_measured(scenario, 1, 2, write_bytecode=True), capture_output=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{scenario.name} failed: {done.stderr[-600:].decode(errors='replace')}")
 
 
-def count(valgrind: str, scenario: Scenario, n: int) -> int:
-    """Instructions of one whole process serving ``n`` requests (after one warm-up request)."""
-    cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *_measured(scenario, n)]
+def count(valgrind: str, scenario: Scenario, n: int, minted: int) -> int:
+    """Instructions of one whole process that mints ``minted`` request bodies and serves
+    ``n`` requests (after one warm-up request)."""
+    cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *_measured(scenario, n, minted)]
     done = subprocess.run(cmd, capture_output=True, check=False)
     found = _COLLECTED.search(done.stderr)
     if done.returncode or found is None:
@@ -90,7 +93,7 @@ def run_instructions(
 
     def one(job: tuple[Scenario, int]) -> int:
         sc, n = job
-        total = count(valgrind, sc, n)
+        total = count(valgrind, sc, n, large + 1)
         tick(f"{sc.name} n={n}")
         return total
 
@@ -106,14 +109,15 @@ def run_instructions(
                 "store": sc.store,
                 "instructions": round((many - few) / (large - small)),
                 "requests": [small, large],
+                "minted": large + 1,
             }
         )
     return out
 
 
 def main(argv: list[str]) -> None:
-    impl, grant, n = argv
-    asyncio.run(_serve(Scenario(impl, grant, "memory"), int(n)))
+    impl, grant, n, minted = argv
+    asyncio.run(_serve(Scenario(impl, grant, "memory"), int(n), int(minted)))
 
 
 if __name__ == "__main__":
