@@ -3,8 +3,8 @@
 10^6 tokens through ``put_refresh`` one at a time would take longer than the whole run
 (each SQLite put is a durable transaction, each Redis put a round trip), so for the two
 built-in durable backends the rows are written the way ``put_refresh`` writes them (the
-backend's own statement, script and encoding), but batched: one SQLite transaction, Redis
-pipelines. The first record goes through ``put_refresh`` itself so the store is connected
+backend's own row parameters, script and encoding), but batched: one SQLite transaction,
+Redis pipelines. The first record goes through ``put_refresh`` itself so the store is connected
 and migrated by its own code. Any other store gets concurrent ``put_refresh`` calls.
 """
 
@@ -40,16 +40,24 @@ async def fill_refresh(store: Store, records: Sequence[RefreshRecord]) -> None:
                 raise RuntimeError("refresh token refused by the store")
 
 
+# The rows put_refresh writes (its own parameters), as a plain INSERT: the fillers' families
+# are new, so put_refresh's revoked-family check and its REPLACE never apply. A quarter less
+# time than through put_refresh's statement (200,000 rows: 7.6 s against 10.2 s).
+_INSERT_REFRESH = """
+INSERT INTO refresh (family_id, token_hash, record, expires_at, rotated_at, successor_hash, sealed_successor)
+VALUES (:f, :h, :record, :expires_at, :rotated_at, :successor_hash, :sealed)"""
+
+
 def _fill_sqlite(store: Any, records: Sequence[RefreshRecord]) -> None:
     from attesto_asgi_sqlite import _store as impl
 
-    statement = impl._PUT_REFRESH.replace("RETURNING 1", "")
     now = time.time()
     conn = sqlite3.connect(store.path, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: the indexes being built stay in memory
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(statement, (impl._refresh_params(r, now) for r in records))
+        conn.executemany(_INSERT_REFRESH, (impl._refresh_params(r, now) for r in records))
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -58,15 +66,23 @@ def _fill_sqlite(store: Any, records: Sequence[RefreshRecord]) -> None:
 async def _fill_redis(store: Any, records: Sequence[RefreshRecord]) -> None:
     from attesto_asgi_redis import _store as impl
 
-    put_refresh = store.client.register_script(impl._PUT_REFRESH)
+    # put_refresh's own script (loaded by the first put_refresh), 5,000 to a pipeline sent
+    # by the store's own pipeline call (hiredis packs them: redis-py's Python packing took
+    # most of the fill's time).
+    sha = store._put_refresh
     for start in range(0, len(records), 5000):
-        pipe = store.client.pipeline(transaction=False)
-        for r in records[start : start + 5000]:
-            keys = [
+        commands = [
+            (
+                "EVALSHA",
+                sha,
+                2,
                 impl._revoked_key(store.prefix, r.family_id),
                 impl._refresh_prefix(store.prefix, r.family_id) + r.token_hash,
-            ]
-            await put_refresh(keys=keys, args=[impl._encode(r), impl._ms(r.expires_at)], client=pipe)
-        replies = await pipe.execute()
-        if not all(replies):
-            raise RuntimeError("refresh token refused by the store")
+                impl._encode(r),
+                impl._ms(r.expires_at),
+            )
+            for r in records[start : start + 5000]
+        ]
+        replies = await store._pipeline(commands)
+        if not all(reply == 1 for reply in replies):
+            raise RuntimeError(f"refresh token refused by the store: {next(r for r in replies if r != 1)!r}")

@@ -2,13 +2,14 @@
 already in the durable stores (SQLite, Redis).
 
 For each backend, one store per size is filled (``benchmarks/fill.py``) and attesto's
-refresh_token scenario is built on each; then the sizes are measured in interleaved rounds
-(rotated order), so that machine noise does not pass for growth. A figure is the median
-round.
+refresh_token scenario is built on each, every backend's fills running at once; then,
+backend by backend, the sizes are measured in interleaved rounds (rotated order), so that
+machine noise does not pass for growth. A figure is the median round.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,29 @@ from .stage_inprocess import _Running, check_response
 __all__ = ["run_growth"]
 
 
+async def _fill(
+    store: str,
+    sizes: list[int],
+    env: Env,
+    keys: Keys,
+    into: list[tuple[str, int, _Running]],
+    tick: Callable[[str], None],
+) -> None:
+    """One store per size, each filled with its live tokens (appended to ``into`` as built,
+    so the caller closes whatever was built if a fill fails)."""
+    sc = Scenario("attesto", "refresh_token", store)
+    for size in sorted(sizes):
+        url = env.store_url(store)
+        into.append((store, size, _Running(sc, sc.build(url, keys))))
+        # A second config on the same store fills it: the filler tokens are never presented.
+        filler = make_config(keys, url)
+        try:
+            await put_refresh_tokens(filler, size, batch=50_000)
+        finally:
+            await filler.backend.aclose()
+        tick(f"{store}: {size:,} live tokens stored")
+
+
 async def run_growth(
     stores: list[str],
     sizes: list[int],
@@ -34,26 +58,18 @@ async def run_growth(
     tick: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    for store in stores:
-        sc = Scenario("attesto", "refresh_token", store)
-        running: list[tuple[int, _Running]] = []
-        try:
-            for size in sorted(sizes):
-                url = env.store_url(store)
-                built = sc.build(url, keys)
-                r = _Running(sc, built)
-                running.append((size, r))
-                # A second config on the same store fills it: the filler tokens are never presented.
-                filler = make_config(keys, url)
-                try:
-                    await put_refresh_tokens(filler, size, batch=50_000)
-                finally:
-                    await filler.backend.aclose()
+    built: list[tuple[str, int, _Running]] = []
+    try:
+        # Every store is filled at once (the SQLite fill runs on a thread of its own, the
+        # Redis fill mostly in redis-server and this loop); nothing is measured meanwhile.
+        await asyncio.gather(*(_fill(store, sizes, env, keys, built, tick) for store in stores))
+        for store in stores:
+            running = sorted(((size, r) for s, size, r in built if s == store), key=lambda item: item[0])
+            for _, r in running:
                 await r.refill(0.1)
-                status, content = await call(built.app, r.bodies.pop(0))
+                status, content = await call(r.built.app, r.bodies.pop(0))
                 check_response(status, content, keys, "refresh_token")
                 await r.slice(min(seconds, 0.3), record=False)  # warm-up and first rate estimate
-                tick(f"{store}: {size:,} live tokens stored")
             for i in range(rounds):
                 k = i % len(running)
                 for _, r in running[k:] + running[:k]:
@@ -74,7 +90,7 @@ async def run_growth(
                     }
                 )
                 tick(f"{store}: measured at {size:,}")
-        finally:
-            for _, r in running:
-                await r.built.aclose()
+    finally:
+        for _, _, r in built:
+            await r.built.aclose()
     return results
