@@ -4,8 +4,9 @@
 (each SQLite put is a durable transaction, each Redis put a round trip), so for the two
 built-in durable backends the rows are written the way ``put_refresh`` writes them (the
 backend's own row parameters, script and encoding), but batched: one SQLite transaction,
-Redis pipelines. The first record goes through ``put_refresh`` itself so the store is connected
-and migrated by its own code. Any other store gets concurrent ``put_refresh`` calls.
+Redis pipelines. The first record goes through ``put_refresh`` itself so the store is
+connected and migrated (and its script loaded) by its own code. Any other store gets
+concurrent ``put_refresh`` calls.
 """
 
 from __future__ import annotations

@@ -62,7 +62,10 @@ async def run_growth(
     try:
         # Every store is filled at once (the SQLite fill runs on a thread of its own, the
         # Redis fill mostly in redis-server and this loop); nothing is measured meanwhile.
-        await asyncio.gather(*(_fill(store, sizes, env, keys, built, tick) for store in stores))
+        # A TaskGroup: a fill that fails cancels the others before their stores are closed.
+        async with asyncio.TaskGroup() as fills:
+            for store in stores:
+                fills.create_task(_fill(store, sizes, env, keys, built, tick))
         for store in stores:
             running = sorted(((size, r) for s, size, r in built if s == store), key=lambda item: item[0])
             for _, r in running:
