@@ -19,9 +19,8 @@ from pyinstrument import Profiler
 
 from .common import GRANTS, IMPLS, STORES, Keys
 from .env import Env
-from .inprocess import call
 from .scenarios import Scenario
-from .stage_inprocess import check_response
+from .stage_inprocess import answer_all, first_answered
 
 __all__ = ["main", "profile"]
 
@@ -32,18 +31,11 @@ async def _profiled(scenario: Scenario, store_url: str, requests: int, interval:
     keys = Keys.generate()
     built = scenario.build(store_url, keys)
     try:
-        bodies = await built.bodies(1 if built.reusable else requests + 1)
-        if built.reusable:
-            bodies = bodies * (requests + 1)
-        status, content = await call(built.app, bodies[0])
-        check_response(status, content, keys, scenario.grant)
+        bodies = await first_answered(scenario, built, keys, requests)
         profiler = Profiler(interval=interval, async_mode="disabled")
         profiler.start()
         try:
-            for body in bodies[1 : requests + 1]:
-                status, content = await call(built.app, body)
-                if status != 200:
-                    raise AssertionError(f"{scenario.name}: {status} {content[:200]!r}")
+            await answer_all(scenario, built, bodies)
         finally:
             profiler.stop()
         return profiler

@@ -23,7 +23,7 @@ from .env import Env
 from .inprocess import Sample, call, measure, percentile, token_of
 from .scenarios import Scenario
 
-__all__ = ["check_response", "run_inprocess"]
+__all__ = ["answer_all", "check_response", "first_answered", "run_inprocess"]
 
 
 def check_response(status: int, content: bytes, keys: Keys, grant: str) -> None:
@@ -36,6 +36,25 @@ def check_response(status: int, content: bytes, keys: Keys, grant: str) -> None:
         verify_jwt(body["id_token"], keys)
     if grant == "refresh_token" and "refresh_token" not in body:
         raise AssertionError("refresh_token grant answered without a new refresh token")
+
+
+async def first_answered(scenario: Scenario, built: Built, keys: Keys, n: int, *, minted: int = 0) -> list[bytes]:
+    """Mint bodies for one first request and ``n`` more (``minted`` in all when larger), send
+    the first and check its answer (``check_response``); the ``n`` bodies left to send."""
+    bodies = await built.bodies(1 if built.reusable else max(minted, n + 1))
+    if built.reusable:
+        bodies = bodies * (n + 1)
+    status, content = await call(built.app, bodies[0])
+    check_response(status, content, keys, scenario.grant)
+    return bodies[1 : n + 1]
+
+
+async def answer_all(scenario: Scenario, built: Built, bodies: list[bytes]) -> None:
+    """Send each body, one at a time; every answer must be a 200."""
+    for body in bodies:
+        status, content = await call(built.app, body)
+        if status != 200:
+            raise AssertionError(f"{scenario.name}: {status} {content[:200]!r}")
 
 
 class _Running:

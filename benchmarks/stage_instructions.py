@@ -27,9 +27,8 @@ from typing import Any
 
 from .common import Keys
 from .env import ensure_apt_tool
-from .inprocess import call
 from .scenarios import Scenario
-from .stage_inprocess import check_response
+from .stage_inprocess import answer_all, first_answered
 
 __all__ = ["count", "run_instructions", "warm"]
 
@@ -39,19 +38,12 @@ _COLLECTED = re.compile(rb"Collected : (\d+)")
 async def _serve(scenario: Scenario, n: int, minted: int) -> None:
     keys = Keys.generate()
     built = scenario.build("memory://", keys)
-    bodies = await built.bodies(1 if built.reusable else minted)
-    if built.reusable:
-        bodies = bodies * (n + 1)
-    status, content = await call(built.app, bodies[0])
-    check_response(status, content, keys, scenario.grant)
+    bodies = await first_answered(scenario, built, keys, n, minted=minted)
     # As in the in-process stage: start-up state is set aside from garbage collection, so a
     # full collection's walk over it lands in neither count by chance.
     gc.collect()
     gc.freeze()
-    for body in bodies[1 : n + 1]:
-        status, content = await call(built.app, body)
-        if status != 200:
-            raise AssertionError(f"{scenario.name}: {status} {content[:200]!r}")
+    await answer_all(scenario, built, bodies)
     await built.aclose()
 
 
