@@ -57,7 +57,7 @@ def _median_ratio(ra: list[float], rb: list[float], least: int) -> float | None:
 
 def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
     """The ratio of two in-process (or growth) figures: the median of their per-round ratios
-    (each round gives both a slice, close in time), else the ratio of their figures."""
+    (each round measures both in short parts across the same seconds), else the ratio of their figures."""
     if a is None or b is None:
         return None
     paired = _median_ratio(a.get("rounds") or [], b.get("rounds") or [], 2)

@@ -60,7 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[1, 64],
         help="in-process: tasks calling the app at once on one event loop, each measured (default 1,64)",
     )
-    p.add_argument("--seconds", type=float, default=None, help="in-process slice length (default 0.3)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="in-process time per scenario and round, run in 0.05 s parts (default 0.3)",
+    )
     p.add_argument("--rounds", type=int, default=None, help="in-process rounds (default 8; quick 2)")
     p.add_argument("--wrk-seconds", type=float, default=0.5, help="one wrk run (default 0.5)")
     p.add_argument(

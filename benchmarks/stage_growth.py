@@ -3,13 +3,15 @@ already in the durable stores (SQLite, Redis).
 
 For each backend, one store per size is filled (``benchmarks/fill.py``) and attesto's
 refresh_token scenario is built on each, every backend's fills running at once; then,
-backend by backend, the sizes are measured in interleaved rounds (rotated order), so that
-machine noise does not pass for growth. A figure is the median round.
+backend by backend, the sizes are measured in interleaved rounds (``interleaved_round``:
+short parts in passes, each pass in a rotated order), so that machine noise does not pass
+for growth. A figure is the median round.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +21,7 @@ from .common import Keys
 from .env import Env
 from .inprocess import Sample, call, percentile
 from .scenarios import Scenario
-from .stage_inprocess import _Running, check_response
+from .stage_inprocess import _Running, _set_aside, check_response, interleaved_round
 
 __all__ = ["run_growth"]
 
@@ -47,6 +49,12 @@ async def _fill(
         tick(f"{store}: {size:,} live tokens stored")
 
 
+def _rotated(units: list[_Running], start: int, i: int) -> list[_Running]:
+    """Round ``start``'s pass ``i``: the sizes in an order rotated by one more each time."""
+    k = (start + i) % len(units)
+    return units[k:] + units[:k]
+
+
 async def run_growth(
     stores: list[str],
     sizes: list[int],
@@ -72,11 +80,11 @@ async def run_growth(
                 await r.refill(0.1)
                 status, content = await call(r.built.app, r.bodies.pop(0))
                 check_response(status, content, keys, "refresh_token")
-                await r.slice(min(seconds, 0.3), record=False)  # warm-up and first rate estimate
-            for i in range(rounds):
-                k = i % len(running)
-                for _, r in running[k:] + running[:k]:
-                    await r.slice(seconds, record=True)
+                _set_aside()
+                await r.warm_up(min(seconds, 0.3))
+            units = [r for _, r in running]
+            for n in range(rounds):
+                await interleaved_round(units, seconds, functools.partial(_rotated, units, n))
             for size, r in running:
                 total: Sample = r.total
                 results.append(

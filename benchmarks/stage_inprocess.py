@@ -3,11 +3,14 @@
 Every runnable scenario (attesto on each store, the floor, the peers) is built once, and
 measured at each concurrency: one call at a time (c=1), and N tasks calling the app at once
 on one event loop (c=N; the body pool shared, no code or refresh token used twice). Then
-``rounds`` rounds each give every (scenario, concurrency) one ``slice`` of requests, in a
-shuffled order, so that noise from other work on the machine hits them alike, and any two
-have one slice each in every round. A figure is its median round; a ratio between two
-scenarios at the same concurrency is the median of their per-round ratios
-(``benchmarks/report.py``). Latency percentiles pool every round.
+``rounds`` rounds each give every (scenario, concurrency) ``seconds`` of requests, cut into
+parts of about ``PART_SECONDS`` that run in passes, every pass in a new shuffled order
+(``interleaved_round``). A round's figure for a scenario is its requests over its time in
+all the round's parts, so any two scenarios are measured across the same stretch of the
+round, and noise that lasts longer than a part (a neighbour VM, a frequency change) hits
+them alike. A figure is its median round; a ratio between two scenarios at the same
+concurrency is the median of their per-round ratios (``benchmarks/report.py``). Latency
+percentiles pool every round.
 """
 
 from __future__ import annotations
@@ -16,14 +19,20 @@ import gc
 import random
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from .common import Built, Keys, verify_jwt
 from .env import Env
 from .inprocess import Sample, call, measure, percentile, token_of
 from .scenarios import Scenario
 
-__all__ = ["answer_all", "check_response", "first_answered", "run_inprocess"]
+__all__ = ["PART_SECONDS", "answer_all", "check_response", "first_answered", "interleaved_round", "run_inprocess"]
+
+# How long one part of a round runs. Noise on these VMs moves figures by tens of percent
+# over a few seconds: with one 0.3 s slice per scenario a round, two scenarios measured
+# seconds apart differed by up to 2x in the same round. Parts this short spread every
+# scenario over the whole round; long enough for hundreds of calls, and for c=64 to ramp.
+PART_SECONDS: Final = 0.05
 
 
 def check_response(status: int, content: bytes, keys: Keys, grant: str) -> None:
@@ -76,22 +85,56 @@ class _Running:
         if len(self.bodies) < need:
             self.bodies.extend(await self.built.bodies(need - len(self.bodies)))
 
-    async def slice(self, seconds: float, *, record: bool) -> None:
-        await self.refill(seconds)
-        # Everything alive now (every scenario's apps, stores and minted pools) is set aside
-        # from garbage collection: a full collection walks every tracked object, and here
-        # the process holds all the scenarios' state, which a real server would not.
-        gc.collect()
-        gc.freeze()
+    async def part(self, seconds: float) -> Sample:
+        """Requests for ``seconds`` from the bodies already minted; the used ones are dropped."""
         sample, used = await measure(
             self.built.app, self.bodies, seconds=seconds, reusable=self.built.reusable, concurrency=self.concurrency
         )
         if not self.built.reusable:
             del self.bodies[:used]
         self.rate = sample.rate or self.rate
-        if record:
-            self.rounds.append(sample.rate)
-            self.total.add(sample)
+        return sample
+
+    def record(self, sample: Sample) -> None:
+        self.rounds.append(sample.rate)
+        self.total.add(sample)
+
+    async def warm_up(self, seconds: float) -> None:
+        """Requests not recorded: warm caches, and a first rate for sizing the next refill."""
+        await self.refill(seconds)
+        await self.part(seconds)
+
+
+def _set_aside() -> None:
+    # Everything alive now (every scenario's apps, stores and minted pools) is set aside
+    # from garbage collection: a full collection walks every tracked object, and here
+    # the process holds all the scenarios' state, which a real server would not.
+    gc.collect()
+    gc.freeze()
+
+
+async def interleaved_round(
+    units: Sequence[_Running],
+    seconds: float,
+    order: Callable[[int], Sequence[_Running]],
+    tick: Callable[[_Running], None] = lambda _: None,
+) -> None:
+    """One round: every unit gets ``seconds`` of requests, in parts of about ``PART_SECONDS``
+    run in passes (``order(i)``: the units in pass i's order), and records the round's
+    figure (its requests over its time in all its parts). Bodies for the whole round are
+    minted first; nothing is minted while any unit is measured. ``tick`` follows each
+    unit's last part."""
+    passes = max(1, round(seconds / PART_SECONDS))
+    for unit in units:
+        await unit.refill(seconds)
+    samples = {id(unit): Sample() for unit in units}
+    for i in range(passes):
+        _set_aside()
+        for unit in order(i):
+            samples[id(unit)].add(await unit.part(seconds / passes))
+            if i == passes - 1:
+                unit.record(samples[id(unit)])
+                tick(unit)
 
 
 async def run_inprocess(
@@ -105,7 +148,7 @@ async def run_inprocess(
     warmup: float = 0.3,
     concurrency: Sequence[int] = (1,),
 ) -> list[dict[str, Any]]:
-    """Run every scenario at every concurrency; ``tick`` is called once per slice."""
+    """Run every scenario at every concurrency; ``tick`` is called once per scenario and round."""
     results: list[dict[str, Any]] = []
     running: list[_Running] = []
     built_apps: list[Built] = []
@@ -121,14 +164,18 @@ async def run_inprocess(
             check_response(status, content, keys, sc.grant)
             for r in units:
                 running.append(r)
-                await r.slice(warmup, record=False)  # warm-up and first rate estimate
-        order = random.Random(7)  # an order, not a secret
+                _set_aside()
+                await r.warm_up(warmup)
+        shuffled = random.Random(7)  # an order, not a secret
         for _ in range(rounds):
-            # A new order each round: no scenario always follows the same neighbour (a store's
+            # A new order each pass: no scenario always follows the same neighbour (a store's
             # background work, a collection triggered by the one before).
-            for r in order.sample(running, len(running)):
-                await r.slice(seconds, record=True)
-                tick(f"{r.scenario.name} c={r.concurrency}")
+            await interleaved_round(
+                running,
+                seconds,
+                lambda _: shuffled.sample(running, len(running)),
+                lambda r: tick(f"{r.scenario.name} c={r.concurrency}"),
+            )
     finally:
         for built in built_apps:
             await built.aclose()
