@@ -47,21 +47,35 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
-def _median_ratio(ra: list[float], rb: list[float], least: int) -> float | None:
-    """The median of per-round ratios, when both sides have the same rounds (at least
-    ``least``), none of them zero; else None."""
+def _round_ratios(ra: list[float], rb: list[float], least: int) -> list[float]:
+    """The per-round ratios, when both sides have the same rounds (at least ``least``), none
+    of them zero; else none."""
     if len(ra) == len(rb) >= least and all(ra) and all(rb):
-        return float(statistics.median(x / y for x, y in zip(ra, rb, strict=True)))
-    return None
+        return [x / y for x, y in zip(ra, rb, strict=True)]
+    return []
+
+
+def _median_ratio(ra: list[float], rb: list[float], least: int) -> float | None:
+    """The median of per-round ratios (``_round_ratios``), else None."""
+    ratios = _round_ratios(ra, rb, least)
+    return float(statistics.median(ratios)) if ratios else None
 
 
 def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
     """The ratio of two in-process (or growth) figures: the median of their per-round ratios
-    (each round measures both in short parts across the same seconds), else the ratio of their figures."""
+    (each round measures both in short parts across the same seconds), else the ratio of
+    their figures."""
     if a is None or b is None:
         return None
     paired = _median_ratio(a.get("rounds") or [], b.get("rounds") or [], 2)
     return paired if paired is not None else _ratio(a.get("rate"), b.get("rate"))
+
+
+def _paired_rounds(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[float]:
+    """The per-round ratios behind ``_paired``; none when it fell back to the figures."""
+    if a is None or b is None:
+        return []
+    return _round_ratios(a.get("rounds") or [], b.get("rounds") or [], 2)
 
 
 def _rounds_in(row: dict[str, Any], grant: str) -> list[float]:
@@ -84,6 +98,17 @@ def _paired_http(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | 
     return _ratio(a.get("rate"), b.get("rate"))
 
 
+def _paired_http_rounds(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[float]:
+    """The per-round ratios behind ``_paired_http``; none when it fell back to the figures."""
+    if a is None or b is None:
+        return []
+    for grant in dict.fromkeys((a["grant"], b["grant"])):
+        ratios = _round_ratios(_rounds_in(a, grant), _rounds_in(b, grant), 1)
+        if ratios:
+            return ratios
+    return []
+
+
 def _fmt_ratio(r: float | None) -> str:
     return f"{r:.2f}x" if r is not None else NA
 
@@ -96,14 +121,27 @@ def _fmt_rate(r: float | None) -> str:
 
 
 def _check(
-    name: str, value: float | None, *, at_least: float | None = None, below: float | None = None, unit: str = "x"
+    name: str,
+    value: float | None,
+    *,
+    at_least: float | None = None,
+    below: float | None = None,
+    unit: str = "x",
+    rounds: list[float] | None = None,
 ) -> dict[str, Any]:
+    """A target's verdict. ``rounds``: the per-round ratios whose median is ``value``; the
+    verdict then also says in how many rounds the ratio met the target, and their range."""
     if value is None:
         return {"target": name, "value": None, "met": None, "note": "not measured in this run"}
     if at_least is not None:
         met = value >= at_least
         want = f">= {at_least:g}{unit}"
         by = f"{abs(value / at_least - 1) * 100:.0f}% {'margin' if met else 'short'}"
+        if rounds:
+            by += (
+                f"; met in {sum(r >= at_least for r in rounds)} of {len(rounds)} rounds,"
+                f" {min(rounds):.2f}-{max(rounds):.2f}{unit}"
+            )
     else:
         assert below is not None
         met = value < below
@@ -128,19 +166,21 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def row(impl: str, grant: str, store: str = "memory", c: int = 1) -> dict[str, Any] | None:
         return _at(inp, c, impl=impl, grant=grant, store=store)
 
+    def paired(name: str, a: dict[str, Any] | None, b: dict[str, Any] | None, at_least: float) -> dict[str, Any]:
+        return _check(name, _paired(a, b), at_least=at_least, rounds=_paired_rounds(a, b))
+
+    def paired_http(name: str, a: dict[str, Any] | None, b: dict[str, Any] | None, at_least: float) -> dict[str, Any]:
+        return _check(name, _paired_http(a, b), at_least=at_least, rounds=_paired_http_rounds(a, b))
+
     floor_cc = row("floor", "client_credentials")
+    cc = row("attesto", "client_credentials")
+    out.append(paired("in-process client_credentials vs the floor", cc, floor_cc, 0.7))
     out.append(
-        _check(
-            "in-process client_credentials vs the floor",
-            _paired(row("attesto", "client_credentials"), floor_cc),
-            at_least=0.7,
-        )
-    )
-    out.append(
-        _check(
+        paired(
             "in-process authorization_code + PKCE (memory) vs the floor's client_credentials",
-            _paired(row("attesto", "authorization_code"), floor_cc),
-            at_least=0.6,
+            row("attesto", "authorization_code"),
+            floor_cc,
+            0.6,
         )
     )
     for peer in PEERS:
@@ -148,41 +188,28 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if row(peer, grant) is None:
                 continue
             out.append(
-                _check(
-                    f"in-process {grant} (memory) vs {peer}",
-                    _paired(row("attesto", grant), row(peer, grant)),
-                    at_least=PEER_TARGET[peer],
+                paired(
+                    f"in-process {grant} (memory) vs {peer}", row("attesto", grant), row(peer, grant), PEER_TARGET[peer]
                 )
             )
     for server in sorted({r["server"] for r in http}):
         a = _find(http, server=server, impl="attesto", grant="client_credentials", store="memory", concurrency=64)
         f = _find(http, server=server, impl="floor", grant="client_credentials", store="memory", concurrency=64)
-        out.append(
-            _check(
-                f"HTTP {server} c=64 client_credentials vs the floor on {server}",
-                _paired_http(a, f),
-                at_least=0.6,
-            )
-        )
+        out.append(paired_http(f"HTTP {server} c=64 client_credentials vs the floor on {server}", a, f, 0.6))
     for c in _concurrencies(inp):
         out.append(
-            _check(
+            paired(
                 f"in-process c={c} refresh rotation, Redis vs memory",
-                _paired(row("attesto", "refresh_token", "redis", c), row("attesto", "refresh_token", "memory", c)),
-                at_least=0.5,
+                row("attesto", "refresh_token", "redis", c),
+                row("attesto", "refresh_token", "memory", c),
+                0.5,
             )
         )
     for server in sorted({r["server"] for r in http}):
         red = _find(http, server=server, impl="attesto", grant="refresh_token", store="redis", concurrency=64)
         mem = _find(http, server=server, impl="attesto", grant="refresh_token", store="memory", concurrency=64)
         if red or mem:
-            out.append(
-                _check(
-                    f"HTTP {server} c=64 refresh rotation, Redis vs memory",
-                    _paired_http(red, mem),
-                    at_least=0.5,
-                )
-            )
+            out.append(paired_http(f"HTTP {server} c=64 refresh rotation, Redis vs memory", red, mem, 0.5))
     for h in http:
         if h["impl"] == "attesto" and h["store"] in ("sqlite", "redis") and h["concurrency"] == 64:
             target = _check(

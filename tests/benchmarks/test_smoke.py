@@ -206,6 +206,17 @@ def test_a_missed_target_says_by_how_much() -> None:
     assert target["by"] == "29% short"
 
 
+def test_a_ratio_target_says_in_how_many_rounds_it_was_met() -> None:
+    rows = [
+        {"impl": "attesto", "grant": "client_credentials", "store": "memory", "rate": 70.0, "rounds": [60, 72, 75]},
+        {"impl": "floor", "grant": "client_credentials", "store": "memory", "rate": 100.0, "rounds": [100, 100, 100]},
+    ]
+    target = evaluate_targets({"inprocess": rows})[0]
+    assert target["met"] is True
+    assert target["shown"] == "0.72x"
+    assert target["by"] == "3% margin; met in 2 of 3 rounds, 0.60-0.75x"
+
+
 def test_the_code_target_is_shown_beside_the_floors_own_code_redemption() -> None:
     rows = [
         {"impl": impl, "grant": grant, "store": "memory", "rate": rate, "p50_ms": 0.1, "p99_ms": 0.2, "failed": 0}
