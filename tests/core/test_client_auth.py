@@ -119,7 +119,7 @@ async def test_unknown_client_costs_a_secret_check(client: httpx.AsyncClient, mo
     monkeypatch.setattr("attesto_asgi.core.client_auth.verify_client_secret", counting)
     await post(client, {}, basic("nobody", "x"))
     await post(client, {"client_id": "nobody", "client_secret": "x"})
-    assert calls == [None, None]  # the HMAC against the dummy hash still ran
+    assert calls == [None, None]  # the keyed hash against the dummy hash still ran
 
 
 async def test_client_secret_post(client: httpx.AsyncClient) -> None:
@@ -174,7 +174,7 @@ async def test_public_client_authenticates_with_client_id_only(client: httpx.Asy
 def test_secrets_are_held_hashed_only() -> None:
     c = Client(client_id="x", client_secret="plain-text-secret")
     assert c.client_secret is not None
-    assert c.client_secret.startswith("hmac-sha256$")
+    assert c.client_secret.startswith("blake2s$")
     assert "plain-text-secret" not in repr(c)
     prehashed = _secrets.hash_client_secret("from-a-file")
     assert Client(client_id="y", client_secret=prehashed).client_secret == prehashed
