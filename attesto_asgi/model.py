@@ -13,7 +13,7 @@ from typing import Any, Final
 import msgspec
 from msgspec.structs import force_setattr
 
-from ._secrets import hash_client_secret, is_hashed_secret
+from ._secrets import hash_client_secret, is_hashed_secret, usable_hashed_secret
 from .errors import OAuthError
 from .events import Event
 
@@ -106,8 +106,11 @@ class Client(msgspec.Struct, frozen=True, kw_only=True):
             if method == "client_secret_jwt" and self._jwt_secret is None:
                 force_setattr(self, "_jwt_secret", _Hidden(secret.encode("utf-8")))
             force_setattr(self, "client_secret", hash_client_secret(secret))
-        elif method == "client_secret_jwt" and self._jwt_secret is None:
-            raise ValueError(f"client {self.client_id!r}: client_secret_jwt needs the secret in the clear")
+        else:
+            if method == "client_secret_jwt" and self._jwt_secret is None:
+                raise ValueError(f"client {self.client_id!r}: client_secret_jwt needs the secret in the clear")
+            if secret is not None and not usable_hashed_secret(secret):
+                raise ValueError(f"client {self.client_id!r}: client_secret is a malformed hash")
 
     @property
     def is_public(self) -> bool:

@@ -54,6 +54,20 @@ def test_a_secret_hashed_in_the_earlier_hmac_sha256_format_still_verifies() -> N
         assert not verify_client_secret(stored, "")
 
 
+@pytest.mark.parametrize(
+    "stored",
+    [
+        f"blake2s${b64url(bytes(40))}${b64url(bytes(32))}",  # a key BLAKE2s refuses (over 32 bytes)
+        f"blake2s${b64url(bytes(16))}${b64url(bytes(31))}",  # a MAC of the wrong length
+        f"hmac-sha256${b64url(bytes(16))}$",  # no MAC at all
+    ],
+)
+def test_a_malformed_stored_hash_fails_when_the_client_is_built(stored: str) -> None:
+    # Not in a request (where it would be a 500): at start-up, with the client named.
+    with pytest.raises(ValueError, match="'bad': client_secret is a malformed hash"):
+        Client(client_id="bad", client_secret=stored)
+
+
 def test_unknown_client_or_unhashed_value_never_passes() -> None:
     assert not verify_client_secret(None, "anything")
     # A value that is not a hash (a misconfigured store) is compared against the dummy hash.
