@@ -55,27 +55,25 @@ def _round_ratios(ra: list[float], rb: list[float], least: int) -> list[float]:
     return []
 
 
-def _median_ratio(ra: list[float], rb: list[float], least: int) -> float | None:
-    """The median of per-round ratios (``_round_ratios``), else None."""
-    ratios = _round_ratios(ra, rb, least)
-    return float(statistics.median(ratios)) if ratios else None
-
-
-def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
-    """The ratio of two in-process (or growth) figures: the median of their per-round ratios
-    (each round measures both in short parts across the same seconds), else the ratio of
-    their figures."""
-    if a is None or b is None:
-        return None
-    paired = _median_ratio(a.get("rounds") or [], b.get("rounds") or [], 2)
-    return paired if paired is not None else _ratio(a.get("rate"), b.get("rate"))
+def _median_or_figures(ratios: list[float], a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    """The median of the per-round ratios, else the ratio of the two figures."""
+    return float(statistics.median(ratios)) if ratios else _ratio(a.get("rate"), b.get("rate"))
 
 
 def _paired_rounds(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[float]:
-    """The per-round ratios behind ``_paired``; none when it fell back to the figures."""
+    """The per-round ratios of two in-process (or growth) figures: each round measures both
+    in short parts across the same seconds."""
     if a is None or b is None:
         return []
     return _round_ratios(a.get("rounds") or [], b.get("rounds") or [], 2)
+
+
+def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """The ratio of two in-process (or growth) figures: the median of their per-round
+    ratios, else the ratio of their figures."""
+    if a is None or b is None:
+        return None
+    return _median_or_figures(_paired_rounds(a, b), a, b)
 
 
 def _rounds_in(row: dict[str, Any], grant: str) -> list[float]:
@@ -85,21 +83,10 @@ def _rounds_in(row: dict[str, Any], grant: str) -> list[float]:
     return list((row.get("rounds_in") or {}).get(grant) or [])
 
 
-def _paired_http(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
-    """The ratio of two HTTP figures on the same server and concurrency: the median of the
-    ratios of their runs in the same rounds of one group (back to back), else the ratio of
-    their figures (rows from different groups, or from before the rounds were paired)."""
-    if a is None or b is None:
-        return None
-    for grant in dict.fromkeys((a["grant"], b["grant"])):
-        paired = _median_ratio(_rounds_in(a, grant), _rounds_in(b, grant), 1)
-        if paired is not None:
-            return paired
-    return _ratio(a.get("rate"), b.get("rate"))
-
-
 def _paired_http_rounds(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[float]:
-    """The per-round ratios behind ``_paired_http``; none when it fell back to the figures."""
+    """The per-round ratios of two HTTP figures on the same server and concurrency: their
+    runs in the same rounds of one group (back to back); none for rows from different
+    groups, or from before the rounds were paired."""
     if a is None or b is None:
         return []
     for grant in dict.fromkeys((a["grant"], b["grant"])):
@@ -107,6 +94,14 @@ def _paired_http_rounds(a: dict[str, Any] | None, b: dict[str, Any] | None) -> l
         if ratios:
             return ratios
     return []
+
+
+def _paired_http(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """The ratio of two HTTP figures: the median of their paired per-round ratios, else the
+    ratio of their figures."""
+    if a is None or b is None:
+        return None
+    return _median_or_figures(_paired_http_rounds(a, b), a, b)
 
 
 def _fmt_ratio(r: float | None) -> str:
