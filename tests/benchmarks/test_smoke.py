@@ -249,6 +249,10 @@ def test_a_p99_target_shows_the_memory_stores_p99_beside_it() -> None:
     [target] = [t for t in evaluate_targets({"http": http}) if "p99" in t["target"]]
     assert target["met"] is False
     assert target["shown"] == "29.5 ms (memory store: 21.0 ms)"
+    # With the floor measured on the same server, its own p99 is shown too.
+    floor = {**http[0], "impl": "floor", "grant": "client_credentials", "p99_ms": 17.7}
+    [target] = [t for t in evaluate_targets({"http": [*http, floor]}) if "p99" in t["target"]]
+    assert target["shown"] == "29.5 ms (memory store: 21.0 ms, floor: 17.7 ms)"
 
 
 def test_the_http_plots_reference_is_the_floors_client_credentials_alone() -> None:
