@@ -19,9 +19,9 @@ from typing import Any
 from .attesto import make_config, put_refresh_tokens
 from .common import Keys
 from .env import Env
-from .inprocess import Sample, call, percentile
+from .inprocess import Sample, percentile
 from .scenarios import Scenario
-from .stage_inprocess import _Running, _set_aside, check_response, interleaved_round
+from .stage_inprocess import _Running, interleaved_round
 
 __all__ = ["run_growth"]
 
@@ -77,10 +77,7 @@ async def run_growth(
         for store in stores:
             running = sorted(((size, r) for s, size, r in built if s == store), key=lambda item: item[0])
             for _, r in running:
-                await r.refill(0.1)
-                status, content = await call(r.built.app, r.bodies.pop(0))
-                check_response(status, content, keys, "refresh_token")
-                _set_aside()
+                await r.answer_first(keys)
                 await r.warm_up(min(seconds, 0.3))
             units = [r for _, r in running]
             for n in range(rounds):

@@ -99,9 +99,17 @@ class _Running:
         self.rounds.append(sample.rate)
         self.total.add(sample)
 
+    async def answer_first(self, keys: Keys) -> None:
+        """Mint, send one body and check its answer (``check_response``)."""
+        await self.refill(0.1)
+        body = self.bodies[0] if self.built.reusable else self.bodies.pop(0)
+        status, content = await call(self.built.app, body)
+        check_response(status, content, keys, self.scenario.grant)
+
     async def warm_up(self, seconds: float) -> None:
         """Requests not recorded: warm caches, and a first rate for sizing the next refill."""
         await self.refill(seconds)
+        _set_aside()
         await self.part(seconds)
 
 
@@ -158,13 +166,9 @@ async def run_inprocess(
             built_apps.append(built)
             # One app and store per scenario; each concurrency has its own bodies.
             units = [_Running(sc, built, c) for c in concurrency]
-            first = units[0]
-            await first.refill(0.1)
-            status, content = await call(built.app, first.bodies.pop(0) if not built.reusable else first.bodies[0])
-            check_response(status, content, keys, sc.grant)
+            await units[0].answer_first(keys)
             for r in units:
                 running.append(r)
-                _set_aside()
                 await r.warm_up(warmup)
         shuffled = random.Random(7)  # an order, not a secret
         for _ in range(rounds):
