@@ -36,7 +36,6 @@ __all__ = [
 HASH_PREFIX = "blake2s$"
 # Produced before 2026-11-28 (HMAC-SHA256 under the same kind of random key); verified, not produced.
 _HMAC_PREFIX = "hmac-sha256$"
-_PREFIXES = (HASH_PREFIX, _HMAC_PREFIX)
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -125,10 +124,12 @@ class _Keyed(Protocol):
     def digest(self) -> bytes: ...
 
 
+# The MAC of each stored format, by its name (the prefix without its "$").
 _KEYED: dict[str, Callable[[bytes], _Keyed]] = {
     HASH_PREFIX[:-1]: lambda key: hashlib.blake2s(key=key),
     _HMAC_PREFIX[:-1]: lambda key: hmac.new(key, digestmod=hashlib.sha256),  # the earlier format, still verified
 }
+_PREFIXES = tuple(f"{name}$" for name in _KEYED)
 
 
 @functools.lru_cache(maxsize=4096)
