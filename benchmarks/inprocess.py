@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from .common import FORM_HEADERS, TOKEN_PATH, ASGIApp, Message
 
-__all__ = ["Sample", "call", "measure", "percentile"]
+__all__ = ["RoundTrips", "Sample", "call", "measure", "percentile"]
 
 _SCOPE: dict[str, Any] = {
     "type": "http",
@@ -134,3 +134,33 @@ async def measure(
 def token_of(content: bytes) -> dict[str, Any]:
     out: dict[str, Any] = msgspec.json.decode(content)
     return out
+
+
+class RoundTrips:
+    """Bare round trips to a Redis server: a RESP ``PING`` written on a plain asyncio stream
+    and its ``+PONG`` read back, on the event loop the in-process stage runs on. No client
+    library, no pipeline, no script: the least a round trip costs any client here, so the
+    least a store operation that waits for Redis can cost."""
+
+    _PING: ClassVar[bytes] = b"*1\r\n$4\r\nPING\r\n"
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.latencies_ns: list[int] = []
+
+    async def sample(self, n: int = 200) -> None:
+        """``n`` round trips, one at a time, on a fresh connection (its set-up not timed)."""
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            clock = time.perf_counter_ns
+            for _ in range(n):
+                t0 = clock()
+                writer.write(self._PING)
+                reply = await reader.readuntil(b"\r\n")
+                self.latencies_ns.append(clock() - t0)
+                if reply != b"+PONG\r\n":
+                    raise AssertionError(f"redis answered PING with {reply!r}")
+        finally:
+            writer.close()
+            await writer.wait_closed()

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .common import GRANTS, IMPLS, STORES, Keys
 from .env import Env, ensure_store_backends, ensure_wrk, machine
+from .inprocess import RoundTrips, percentile
 from .report import update_readme, write
 from .scenarios import Scenario, all_scenarios
 from .stage_growth import run_growth
@@ -175,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
                 return tick
 
             if "inprocess" in args.stages:
+                # With Redis in the run, bare round trips to it are sampled after every round:
+                # what one call at a time waits for at least, beside what the store takes.
+                with_redis = any(sc.store == "redis" for sc in scenarios)
+                trips = RoundTrips("127.0.0.1", env.redis.port) if with_redis else None
                 results["inprocess"] = asyncio.run(
                     run_inprocess(
                         scenarios,
@@ -184,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
                         rounds=args.rounds,
                         concurrency=args.inprocess_concurrency,
                         tick=ticker("inprocess"),
+                        between_rounds=trips.sample if trips else None,
                     )
                 )
+                if trips is not None and trips.latencies_ns:
+                    results["redis_round_trip"] = {
+                        "p50_ms": percentile(trips.latencies_ns, 0.50) / 1e6,
+                        "p99_ms": percentile(trips.latencies_ns, 0.99) / 1e6,
+                        "samples": len(trips.latencies_ns),
+                    }
             if "http" in args.stages:
                 measured: dict[tuple[str, str, str], float] = {}
                 for r in results["inprocess"]:  # the best concurrency's figure

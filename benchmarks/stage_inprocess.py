@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import random
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from .common import Built, Keys, verify_jwt
@@ -155,8 +155,10 @@ async def run_inprocess(
     tick: Callable[[str], None],
     warmup: float = 0.3,
     concurrency: Sequence[int] = (1,),
+    between_rounds: Callable[[], Awaitable[None]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every scenario at every concurrency; ``tick`` is called once per scenario and round."""
+    """Run every scenario at every concurrency; ``tick`` is called once per scenario and round.
+    ``between_rounds`` runs after each round (a probe measured alongside, on this loop)."""
     results: list[dict[str, Any]] = []
     running: list[_Running] = []
     built_apps: list[Built] = []
@@ -180,6 +182,8 @@ async def run_inprocess(
                 lambda _: shuffled.sample(running, len(running)),
                 lambda r: tick(f"{r.scenario.name} c={r.concurrency}"),
             )
+            if between_rounds is not None:
+                await between_rounds()
     finally:
         for built in built_apps:
             await built.aclose()

@@ -9,7 +9,10 @@ the cost of one request, with start-up and imports cancelled out. Both runs mint
 ``large + 1`` request bodies (codes, refresh tokens), so minting cancels out too: a run that
 minted only the bodies it sends would add one mint to every request's count. Kernel time
 (the ``getrandom`` system call, for one) is not counted: the figure is a complement to
-tokens/s, not a replacement. Use it to judge a hot-path change to 1%.
+tokens/s, not a replacement. Use it to judge a hot-path change to 1%, attesto against
+attesto: valgrind's virtual CPU has no MULX/ADX, so OpenSSL's ES256 runs its slower
+``mulq`` path under it and counts more than its native share of a request, which makes
+ratios against the floor or a peer read kinder than tokens/s (benchmarks/README.md).
 
 ``python -m benchmarks.stage_instructions <impl> <grant> <n> <minted>`` is the measured process.
 """

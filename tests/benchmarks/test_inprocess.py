@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.common import ASGIApp, Keys, Receive, Scope, Send
 from benchmarks.env import Env
-from benchmarks.inprocess import measure
+from benchmarks.inprocess import RoundTrips, measure
 from benchmarks.scenarios import Scenario
 
 
@@ -67,3 +67,20 @@ async def test_a_reused_refresh_token_is_counted_as_failed(env: Env) -> None:
     assert (used, sample.ok, sample.failed) == (4, 1, 3)
     assert sample.first_failure is not None
     assert sample.first_failure.startswith("400")
+
+
+async def test_bare_round_trips_to_redis_are_timed_one_at_a_time(env: Env) -> None:
+    env.store_url("redis")  # starts the private redis-server
+    trips = RoundTrips("127.0.0.1", env.redis.port)
+    await trips.sample(20)
+    await trips.sample(30)
+    assert len(trips.latencies_ns) == 50
+    assert all(ns > 0 for ns in trips.latencies_ns)
+
+
+async def test_a_round_trip_that_does_not_answer_pong_fails(env: Env) -> None:
+    env.store_url("redis")
+    trips = RoundTrips("127.0.0.1", env.redis.port)
+    trips._PING = b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n"  # type: ignore[misc]
+    with pytest.raises(AssertionError, match="answered PING"):
+        await trips.sample(1)

@@ -20,6 +20,7 @@ import pytest
 
 from benchmarks.common import Keys
 from benchmarks.env import Env, ensure_wrk, machine
+from benchmarks.inprocess import RoundTrips
 from benchmarks.report import END, START, evaluate_targets, markdown, update_readme, write
 from benchmarks.scenarios import Scenario, all_scenarios
 from benchmarks.stage_growth import run_growth
@@ -67,9 +68,23 @@ def runnable() -> list[Scenario]:
 
 @pytest.fixture(scope="module")
 def inprocess(runnable: list[Scenario], env: Env, keys: Keys) -> list[dict[str, Any]]:
-    return asyncio.run(
-        run_inprocess(runnable, env, keys, seconds=0.1, rounds=1, tick=lambda _: None, warmup=0.05, concurrency=(1, 8))
+    env.store_url("redis")  # the private redis-server, for the round trips sampled between rounds
+    trips = RoundTrips("127.0.0.1", env.redis.port)
+    rows = asyncio.run(
+        run_inprocess(
+            runnable,
+            env,
+            keys,
+            seconds=0.1,
+            rounds=1,
+            tick=lambda _: None,
+            warmup=0.05,
+            concurrency=(1, 8),
+            between_rounds=lambda: trips.sample(10),
+        )
     )
+    assert len(trips.latencies_ns) == 10  # one sample after the one round
+    return rows
 
 
 def test_every_runnable_scenario_answers_in_process(inprocess: list[dict[str, Any]], runnable: list[Scenario]) -> None:
@@ -253,6 +268,23 @@ def test_a_p99_target_shows_the_memory_stores_p99_beside_it() -> None:
     floor = {**http[0], "impl": "floor", "grant": "client_credentials", "p99_ms": 17.7}
     [target] = [t for t in evaluate_targets({"http": [*http, floor]}) if "p99" in t["target"]]
     assert target["shown"] == "29.5 ms (memory store: 21.0 ms, floor: 17.7 ms)"
+
+
+def test_redis_one_call_at_a_time_is_shown_beside_two_bare_round_trips() -> None:
+    rows = [
+        {"impl": "attesto", "grant": "refresh_token", "store": store, "concurrency": 1, "rate": rate, "p50_ms": p50}
+        for store, rate, p50 in (("memory", 20_000.0, 0.04), ("redis", 3_000.0, 0.27))
+    ]
+    trip = {"p50_ms": 0.05, "p99_ms": 0.09, "samples": 1600}
+    [target] = [t for t in evaluate_targets({"inprocess": rows, "redis_round_trip": trip}) if "Redis" in t["target"]]
+    assert target["met"] is False
+    # 0.04 / (0.04 + 2 x 0.05): what the memory store's rotation plus two round trips allow.
+    assert target["shown"] == (
+        "0.15x (at best 0.29x for any client: memory's 0.040 ms p50 + 2 bare round trips of 0.050 ms)"
+    )
+    # Without round trips measured (no Redis in the run), the ratio stands alone.
+    [alone] = [t for t in evaluate_targets({"inprocess": rows}) if "Redis" in t["target"]]
+    assert alone["shown"] == "0.15x"
 
 
 def test_the_http_plots_reference_is_the_floors_client_credentials_alone() -> None:
