@@ -18,7 +18,7 @@ import msgspec
 
 from .common import FORM_HEADERS, TOKEN_PATH, ASGIApp, Message
 
-__all__ = ["RoundTrips", "Sample", "call", "measure", "percentile"]
+__all__ = ["RoundTrips", "Sample", "call", "latency_ms", "measure", "percentile"]
 
 _SCOPE: dict[str, Any] = {
     "type": "http",
@@ -62,6 +62,11 @@ def percentile(values: list[int], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def latency_ms(latencies_ns: list[int]) -> dict[str, float]:
+    """The p50 and p99 of latencies in nanoseconds, in milliseconds, as the results record them."""
+    return {"p50_ms": percentile(latencies_ns, 0.50) / 1e6, "p99_ms": percentile(latencies_ns, 0.99) / 1e6}
 
 
 async def call(app: ASGIApp, body: bytes) -> tuple[int, bytes]:

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .common import GRANTS, IMPLS, STORES, Keys
 from .env import Env, ensure_store_backends, ensure_wrk, machine
-from .inprocess import RoundTrips, percentile
+from .inprocess import RoundTrips, latency_ms
 from .report import update_readme, write
 from .scenarios import Scenario, all_scenarios
 from .stage_growth import run_growth
@@ -193,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 if trips is not None and trips.latencies_ns:
-                    results["redis_round_trip"] = {
-                        "p50_ms": percentile(trips.latencies_ns, 0.50) / 1e6,
-                        "p99_ms": percentile(trips.latencies_ns, 0.99) / 1e6,
-                        "samples": len(trips.latencies_ns),
-                    }
+                    results["redis_round_trip"] = {**latency_ms(trips.latencies_ns), "samples": len(trips.latencies_ns)}
             if "http" in args.stages:
                 measured: dict[tuple[str, str, str], float] = {}
                 for r in results["inprocess"]:  # the best concurrency's figure

@@ -19,7 +19,7 @@ from typing import Any
 from .attesto import make_config, put_refresh_tokens
 from .common import Keys
 from .env import Env
-from .inprocess import Sample, percentile
+from .inprocess import Sample, latency_ms
 from .scenarios import Scenario
 from .stage_inprocess import _Running, interleaved_round
 
@@ -93,8 +93,7 @@ async def run_growth(
                         "ok": total.ok,
                         "failed": total.failed,
                         "first_failure": total.first_failure,
-                        "p50_ms": percentile(total.latencies_ns, 0.5) / 1e6,
-                        "p99_ms": percentile(total.latencies_ns, 0.99) / 1e6,
+                        **latency_ms(total.latencies_ns),
                     }
                 )
                 tick(f"{store}: measured at {size:,}")

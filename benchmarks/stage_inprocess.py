@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from .common import Built, Keys, verify_jwt
 from .env import Env
-from .inprocess import Sample, call, measure, percentile, token_of
+from .inprocess import Sample, call, latency_ms, measure, token_of
 from .scenarios import Scenario
 
 __all__ = ["PART_SECONDS", "answer_all", "check_response", "first_answered", "interleaved_round", "run_inprocess"]
@@ -188,7 +188,6 @@ async def run_inprocess(
         for built in built_apps:
             await built.aclose()
     for r in running:
-        lat = r.total.latencies_ns
         results.append(
             {
                 "impl": r.scenario.impl,
@@ -200,8 +199,7 @@ async def run_inprocess(
                 "ok": r.total.ok,
                 "failed": r.total.failed,
                 "first_failure": r.total.first_failure,
-                "p50_ms": percentile(lat, 0.50) / 1e6,
-                "p99_ms": percentile(lat, 0.99) / 1e6,
+                **latency_ms(r.total.latencies_ns),
             }
         )
     return results

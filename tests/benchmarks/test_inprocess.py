@@ -70,7 +70,6 @@ async def test_a_reused_refresh_token_is_counted_as_failed(env: Env) -> None:
 
 
 async def test_bare_round_trips_to_redis_are_timed_one_at_a_time(env: Env) -> None:
-    env.store_url("redis")  # starts the private redis-server
     trips = RoundTrips("127.0.0.1", env.redis.port)
     await trips.sample(20)
     await trips.sample(30)
@@ -79,7 +78,6 @@ async def test_bare_round_trips_to_redis_are_timed_one_at_a_time(env: Env) -> No
 
 
 async def test_a_round_trip_that_does_not_answer_pong_fails(env: Env) -> None:
-    env.store_url("redis")
     trips = RoundTrips("127.0.0.1", env.redis.port)
     trips._PING = b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n"  # type: ignore[misc]
     with pytest.raises(AssertionError, match="answered PING"):

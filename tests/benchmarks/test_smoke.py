@@ -68,7 +68,6 @@ def runnable() -> list[Scenario]:
 
 @pytest.fixture(scope="module")
 def inprocess(runnable: list[Scenario], env: Env, keys: Keys) -> list[dict[str, Any]]:
-    env.store_url("redis")  # the private redis-server, for the round trips sampled between rounds
     trips = RoundTrips("127.0.0.1", env.redis.port)
     rows = asyncio.run(
         run_inprocess(
