@@ -22,6 +22,8 @@ from ..core.issuer import issue, store_unavailable_error
 from ..core.revocation import revoke
 from ..errors import INVALID_REQUEST, OAuthError, StoreUnavailable
 from ..events import TOKEN_DENIED, Event
+from ..hooks import Hooks
+from ..hooks import log as events_log
 from ..model import Denied, Introspected, Issued, PresentedToken, Revoked, TokenRequest
 from .discovery import metadata_documents
 from .form import BodyTooLarge, Form, parse_form, read_body
@@ -68,6 +70,10 @@ class AttestoMiddleware:
         self.app = app
         self.config = config
         self.authenticator = ClientAuthenticator(config)
+        # The default sink only logs at INFO: with that level off, handing it events is work
+        # for nothing. Any other sink (an override, a bound function) gets every event.
+        sink = getattr(config.hooks.on_event, "__func__", None)
+        self._events_only_logged = sink is Hooks.on_event
         routes: dict[str, Handler] = {
             config.token_path: self._post_endpoint("token", self._token_call),
             config.revocation_path: self._post_endpoint("revocation", self._revocation_call),
@@ -112,6 +118,8 @@ class AttestoMiddleware:
         return handler
 
     async def _emit(self, events: Iterable[Event]) -> None:
+        if self._events_only_logged and not events_log.isEnabledFor(logging.INFO):
+            return
         on_event = self.config.hooks.on_event
         for event in events:
             try:

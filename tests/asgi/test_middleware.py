@@ -170,6 +170,48 @@ async def test_failing_event_sink_is_logged_not_propagated(
     assert "hooks.on_event failed for token_issued" in caplog.text
 
 
+async def test_default_sink_logs_events_at_info_and_is_skipped_when_info_is_off(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed: list[str] = []
+    default_sink = Hooks.on_event
+
+    async def watched(self: Hooks, event: Event) -> None:
+        handed.append(event.name)
+        await default_sink(self, event)
+
+    # Built first: the middleware tells the default sink from a host's once, at start-up.
+    app = AttestoMiddleware(not_found_app, make_config())
+    monkeypatch.setattr(Hooks, "on_event", watched)
+    async with http_client(app) as http:
+        with caplog.at_level(logging.INFO, logger="attesto_asgi.events"):
+            assert (await http.post("/oauth/token", data=CC, auth=AUTH)).status_code == 200
+        assert handed == ["token_issued"]
+        assert "token_issued client=svc" in caplog.text
+        with caplog.at_level(logging.WARNING, logger="attesto_asgi.events"):
+            assert (await http.post("/oauth/token", data=CC, auth=AUTH)).status_code == 200
+        assert handed == ["token_issued"]
+
+
+async def test_a_host_sink_gets_every_event_whatever_the_log_level(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    subclassed = Recorder()
+    assigned: list[Event] = []
+    plain = Hooks()
+
+    async def sink(event: Event) -> None:
+        assigned.append(event)
+
+    plain.on_event = sink  # type: ignore[method-assign]
+    for hooks in (subclassed, plain):
+        async with http_client(AttestoMiddleware(not_found_app, make_config(hooks=hooks))) as http:
+            with caplog.at_level(logging.CRITICAL, logger="attesto_asgi.events"):
+                assert (await http.post("/oauth/token", data=CC, auth=AUTH)).status_code == 200
+    assert [e.name for e in subclassed.events] == ["token_issued"]
+    assert [e.name for e in assigned] == ["token_issued"]
+
+
 async def test_denials_at_the_edge_are_events_without_secrets(make_config: Callable[..., Config]) -> None:
     hooks = Recorder()
     async with http_client(AttestoMiddleware(not_found_app, make_config(hooks=hooks))) as http:
