@@ -14,7 +14,7 @@ import time
 
 from attesto_asgi import AttestoMiddleware, Client, Config, KeySet, issue_code
 from attesto_asgi.core.issuer import GRANTS
-from attesto_asgi.store import installed_backends
+from attesto_asgi.store import Store, installed_backends
 
 from .common import (
     ALL_SCOPES,
@@ -71,7 +71,7 @@ def available(grant: str, store: str) -> str | None:
     return None
 
 
-def make_config(keys: Keys, store_url: str) -> Config:
+def make_config(keys: Keys, store: str | Store) -> Config:
     client = Client(
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
@@ -83,7 +83,7 @@ def make_config(keys: Keys, store_url: str) -> Config:
     return Config(
         issuer=ISSUER,
         keys=KeySet.from_jwks({"keys": [keys.private_jwk()]}),
-        store=store_url,
+        store=store,
         clients=(client,),
         code_ttl=CODE_TTL,
     )

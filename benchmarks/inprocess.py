@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Final
 
 import msgspec
 
 from .common import FORM_HEADERS, TOKEN_PATH, ASGIApp, Message
 
-__all__ = ["RoundTrips", "Sample", "call", "latency_ms", "measure", "percentile"]
+__all__ = ["RoundTrips", "Sample", "call", "latency_ms", "measure", "percentile", "round_trip"]
 
 _SCOPE: dict[str, Any] = {
     "type": "http",
@@ -141,13 +141,21 @@ def token_of(content: bytes) -> dict[str, Any]:
     return out
 
 
-class RoundTrips:
-    """Bare round trips to a Redis server: a RESP ``PING`` written on a plain asyncio stream
-    and its ``+PONG`` read back, on the event loop the in-process stage runs on. No client
-    library, no pipeline, no script: the least a round trip costs any client here, so the
-    least a store operation that waits for Redis can cost."""
+_PING: Final = b"*1\r\n$4\r\nPING\r\n"
 
-    _PING: ClassVar[bytes] = b"*1\r\n$4\r\nPING\r\n"
+
+async def round_trip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One bare round trip to Redis: a RESP ``PING`` written, its ``+PONG`` read back."""
+    writer.write(_PING)
+    reply = await reader.readuntil(b"\r\n")
+    if reply != b"+PONG\r\n":
+        raise AssertionError(f"redis answered PING with {reply!r}")
+
+
+class RoundTrips:
+    """Bare round trips to a Redis server (``round_trip``), timed on the event loop the
+    in-process stage runs on. No client library, no pipeline, no script: the least a round
+    trip costs any client here, so the least a store operation that waits for Redis can cost."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -161,11 +169,8 @@ class RoundTrips:
             clock = time.perf_counter_ns
             for _ in range(n):
                 t0 = clock()
-                writer.write(self._PING)
-                reply = await reader.readuntil(b"\r\n")
+                await round_trip(reader, writer)
                 self.latencies_ns.append(clock() - t0)
-                if reply != b"+PONG\r\n":
-                    raise AssertionError(f"redis answered PING with {reply!r}")
         finally:
             writer.close()
             await writer.wait_closed()

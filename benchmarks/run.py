@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .common import GRANTS, IMPLS, STORES, Keys
 from .env import Env, ensure_store_backends, ensure_wrk, machine
-from .inprocess import RoundTrips, latency_ms
 from .report import update_readme, write
+from .rotation_cap import RedisProbes
 from .scenarios import Scenario, all_scenarios
 from .stage_growth import run_growth
 from .stage_http import http_steps, run_http
@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                 return tick
 
             if "inprocess" in args.stages:
-                # With Redis in the run, bare round trips to it are sampled after every round:
-                # what one call at a time waits for at least, beside what the store takes.
+                # With Redis in the run, after every round: bare round trips to it, and
+                # rotations on the memory store behind two of them (what one call at a time
+                # reaches at best through a store that waits for two), beside what ours takes.
                 with_redis = any(sc.store == "redis" for sc in scenarios)
-                trips = RoundTrips("127.0.0.1", env.redis.port) if with_redis else None
+                probes = RedisProbes(keys, "127.0.0.1", env.redis.port) if with_redis else None
                 results["inprocess"] = asyncio.run(
                     run_inprocess(
                         scenarios,
@@ -189,11 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                         rounds=args.rounds,
                         concurrency=args.inprocess_concurrency,
                         tick=ticker("inprocess"),
-                        between_rounds=trips.sample if trips else None,
+                        between_rounds=probes.sample if probes else None,
                     )
                 )
-                if trips is not None and trips.latencies_ns:
-                    results["redis_round_trip"] = {**latency_ms(trips.latencies_ns), "samples": len(trips.latencies_ns)}
+                if probes is not None:
+                    results.update(probes.results())
             if "http" in args.stages:
                 measured: dict[tuple[str, str, str], float] = {}
                 for r in results["inprocess"]:  # the best concurrency's figure

@@ -77,8 +77,8 @@ async def test_bare_round_trips_to_redis_are_timed_one_at_a_time(env: Env) -> No
     assert all(ns > 0 for ns in trips.latencies_ns)
 
 
-async def test_a_round_trip_that_does_not_answer_pong_fails(env: Env) -> None:
+async def test_a_round_trip_that_does_not_answer_pong_fails(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     trips = RoundTrips("127.0.0.1", env.redis.port)
-    trips._PING = b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n"  # type: ignore[misc]
+    monkeypatch.setattr("benchmarks.inprocess._PING", b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n")
     with pytest.raises(AssertionError, match="answered PING"):
         await trips.sample(1)
