@@ -70,7 +70,8 @@ class RotationCap:
         """``n`` rotations of fresh refresh tokens (minted first, not timed), on a fresh
         connection to Redis; every one must answer 200."""
         bodies = [refresh_body(t) for t in await put_refresh_tokens(self.config, n)]
-        self.store.stream = await asyncio.open_connection(self.host, self.port)
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.store.stream = (reader, writer)
         try:
             clock = time.perf_counter_ns
             for body in bodies:
@@ -80,7 +81,6 @@ class RotationCap:
                 if status != 200:
                     raise AssertionError(f"rotation behind round trips failed: {status} {content[:200]!r}")
         finally:
-            writer = self.store.stream[1]
             self.store.stream = None
             writer.close()
             await writer.wait_closed()
