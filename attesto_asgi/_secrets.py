@@ -48,8 +48,7 @@ def b64url_bytes(data: bytes) -> bytes:
 
 
 def b64url(data: bytes) -> str:
-    # b64url_bytes inlined: every token, id and hash of a request passes here.
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
+    return b64url_bytes(data).decode("ascii")
 
 
 def new_token() -> str:
