@@ -23,6 +23,7 @@ from .._secrets import verify_client_secret
 from ..config import Config
 from ..errors import INVALID_CLIENT, INVALID_REQUEST, OAuthError
 from ..model import Client
+from ._wire import Assertion
 
 __all__ = ["ASSERTION_TYPE", "MAX_ASSERTION_BYTES", "Authenticated", "ClientAuthenticator"]
 
@@ -43,18 +44,6 @@ _REGISTRY = jws.JWSRegistry(algorithms=["HS256", "HS384", "HS512", *(a for algs 
 class Authenticated(NamedTuple):
     client: Client
     method: str
-
-
-class _Assertion(msgspec.Struct):
-    """The RFC 7523 §3 claims we read; types checked by msgspec."""
-
-    iss: str
-    sub: str
-    aud: str | list[str]
-    exp: int | float
-    jti: str
-    nbf: int | float | None = None
-    iat: int | float | None = None
 
 
 def _parse_basic(header: str) -> tuple[str, str] | None:
@@ -216,7 +205,7 @@ class ClientAuthenticator:
             key = candidates[0] if len(candidates) == 1 else KeySet(candidates)
         try:
             verified = jws.deserialize_compact(assertion, key, algorithms=list(algs), registry=_REGISTRY)
-            claims = msgspec.json.decode(verified.payload, type=_Assertion)
+            claims = msgspec.json.decode(verified.payload, type=Assertion)
         except (JoseError, ValueError, msgspec.DecodeError) as exc:
             raise fail(f"assertion rejected: {exc.__class__.__name__}", False) from None
         now = self.config.clock()
@@ -227,7 +216,7 @@ class ClientAuthenticator:
             raise fail("client assertion jti replayed", False)
         return Authenticated(client, client.token_endpoint_auth_method)
 
-    def _check_claims(self, client: Client, claims: _Assertion, now: float) -> None:
+    def _check_claims(self, client: Client, claims: Assertion, now: float) -> None:
         fail = self._fail
         # RFC 7523 §3 items 1-2: iss and sub MUST both be the client_id.
         if claims.iss != client.client_id or claims.sub != client.client_id:

@@ -30,6 +30,7 @@ from ...errors import INVALID_GRANT, INVALID_REQUEST, INVALID_TARGET, OAuthError
 from ...events import FAMILY_REVOKED, REFRESH_REUSE_DETECTED, REFRESH_ROTATED
 from ...model import AlreadyRotated, Client, RefreshRecord, Rotated, TokenRequest
 from ...store import FamilyStore, RefreshStore
+from .._wire import Sealed
 from ..context import Context
 from ..id_token import mint_id_token
 from ..refresh import new_refresh_token, refresh_record, split_refresh_token
@@ -68,16 +69,7 @@ class _Minted(NamedTuple):
     id_token: str | None
 
 
-class _Sealed(msgspec.Struct, frozen=True, array_like=True):
-    """Sealed with a rotation: the successor and what the rotating request was granted,
-    so a grace retry can be held to the same scope and audience."""
-
-    token: str
-    scope: tuple[str, ...]
-    audience: tuple[str, ...]
-
-
-_sealed_decoder: Final = msgspec.msgpack.Decoder(_Sealed)
+_sealed_decoder: Final = msgspec.msgpack.Decoder(Sealed)
 
 
 # ----------------------------------------------------------------- tiny pure checks
@@ -118,7 +110,7 @@ def within_grace(grace: int, record: RefreshRecord, now: float) -> bool:
     return grace > 0 and record.rotated_at is not None and now - record.rotated_at < grace
 
 
-def same_request(plan: _Plan, sealed: _Sealed) -> bool:
+def same_request(plan: _Plan, sealed: Sealed) -> bool:
     """The retry asks for what the rotating request was granted. RFC 6749 §3.3: the order of
     scope strings does not matter (nor does the order of resources)."""
     return set(plan.scope) == set(sealed.scope) and set(plan.audience) == set(sealed.audience)
@@ -180,11 +172,11 @@ def _seal_successor(ctx: Context, old_hash: str, token: str, plan: _Plan) -> byt
     """Only with a grace window is the successor kept at all, and then only sealed."""
     if ctx.config.refresh_grace == 0:
         return None
-    plaintext = msgspec.msgpack.encode(_Sealed(token=token, scope=plan.scope, audience=plan.audience))
+    plaintext = msgspec.msgpack.encode(Sealed(token=token, scope=plan.scope, audience=plan.audience))
     return seal(sealer(ctx.config.secret_key), plaintext, old_hash)
 
 
-def _unseal_successor(ctx: Context, record: RefreshRecord) -> _Sealed | None:
+def _unseal_successor(ctx: Context, record: RefreshRecord) -> Sealed | None:
     if record.sealed_successor is None or record.successor_hash is None:
         return None
     plaintext = unseal(sealer(ctx.config.secret_key), record.sealed_successor, record.token_hash)
