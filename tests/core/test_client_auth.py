@@ -108,6 +108,7 @@ async def test_unknown_client_is_the_same_generic_invalid_client(client: httpx.A
     assert unknown.json() == wrong.json()
 
 
+@pytest.mark.pure_only
 async def test_unknown_client_costs_a_secret_check(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str | None] = []
     real = _secrets.verify_client_secret

@@ -1,0 +1,81 @@
+"""The wheel ``pip install`` builds (the token path compiled with mypyc, hatch_build.py)
+passes the same tests as the sources.
+
+The wheel is built from this checkout (benchmarks/build.py: once per source tree) and put
+ahead of the checkout on the path of a second pytest session, which checks that it loaded
+every compiled module as an extension (tests/conftest.py) before it runs. Tests marked
+``pure_only`` patch a module attribute to observe a call, which compiled callers never look
+up; everything else runs as it does against the sources.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.build import compiled_modules, compiled_site
+
+ROOT = Path(__file__).resolve().parent.parent
+# What a token request runs through, and the stores and end-to-end flows that call into it.
+SUITES = [
+    "tests/core",
+    "tests/asgi",
+    "tests/stores",
+    "tests/e2e",
+    *sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "tests").glob("test_*.py")
+        if p.name not in {"test_quality.py", "test_compiled_build.py"}
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    return compiled_site()
+
+
+def _env(site: Path) -> dict[str, str]:
+    # The build first, then the checkout (tests/, benchmarks/); not the working directory.
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
+        "PYTHONSAFEPATH": "1",
+        "ATTESTO_EXPECT_BUILD": "compiled",
+    }
+
+
+def test_the_wheel_compiles_every_listed_module(site: Path) -> None:
+    for module in compiled_modules():
+        built = list((site / Path(*module.split("."))).parent.glob(module.rsplit(".", 1)[-1] + ".*.so"))
+        assert len(built) == 1, module
+    # mypyc's shared runtime library sits beside the package.
+    assert list(site.glob("*__mypyc.*.so"))
+
+
+def test_the_compiled_build_passes_the_suite(site: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "pythonpath=",
+            "-m",
+            "not pure_only",
+            *SUITES,
+        ],
+        cwd=ROOT,
+        env=_env(site),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
