@@ -271,6 +271,13 @@ def _beside_round_trips(
 # ----------------------------------------------------------------------------- markdown
 
 
+_BUILDS = {
+    "compiled": "attesto: the wheel `pip install` builds from this checkout, its token path compiled with mypyc "
+    "(`hatch_build.py`); `--pure` measures the `.py` sources instead.",
+    "pure": "attesto: the checkout's `.py` sources (`--pure`), not the mypyc-compiled wheel `pip install` builds.",
+}
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -278,6 +285,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"load average at start {m['load_at_start'][0]}; took {results.get('seconds', 0):.0f} s"
         f"{' (quick run)' if results['settings'].get('quick') else ''}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())) + ".",
+        _BUILDS[results.get("build", "pure")],
         "",
     ]
     inp = results.get("inprocess", [])

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .build import loaded_build
 from .common import GRANTS, IMPLS, STORES, Keys
 from .env import Env, ensure_store_backends, ensure_wrk, machine
 from .report import update_readme, write
@@ -84,6 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=HERE / "results", help="where results are written")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    p.add_argument(
+        "--pure",
+        action="store_true",
+        help="measure the checkout's .py sources, not the mypyc-compiled wheel pip installs (benchmarks/build.py)",
+    )
     args = p.parse_args(argv)
     q = args.quick
     args.seconds = args.seconds or 0.3
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        "build": loaded_build(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "skipped": skipped,
         "inprocess": [],

@@ -17,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+from .build import check_build
 from .common import Built, Keys, Receive, Scope, Send
 from .scenarios import Scenario
 
@@ -30,6 +31,7 @@ class _Served:
         self.built: Built | None = None
 
     async def _startup(self) -> None:
+        check_build()  # the server runs the build the harness measures, never the checkout's by accident
         impl, grant, store = os.environ["BENCH_SCENARIO"].split("/")
         keys = Keys.from_private_jwk(json.loads(os.environ["BENCH_KEY"]))
         self.built = Scenario(impl, grant, store).build(os.environ["BENCH_STORE_URL"], keys)

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .build import server_cwd
 from .common import FORM_HEADERS, TOKEN_PATH, Keys
 from .env import Env, free_port, wait_port
 from .scenarios import Scenario
@@ -37,6 +38,7 @@ from .serve import MINT_PATH
 __all__ = ["RAMP_S", "HTTPServer", "comparison_groups", "http_steps", "round_order", "run_http", "top_up", "wrk_once"]
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 LUA = HERE / "wrk" / "post.lua"
 AUTHORIZATION = dict(FORM_HEADERS)[b"authorization"].decode()
 # The least rate a run's share of bodies is sized for (tokens/s), whatever in-process said.
@@ -111,7 +113,10 @@ class HTTPServer:
             "BENCH_STORE_URL": store_url,
             "BENCH_KEY": json.dumps(keys.private_jwk()),
             "BENCH_COUNT": str(count),
-            "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+            # After what the run put first (the compiled build, benchmarks/build.py).
+            "PYTHONPATH": os.pathsep.join(
+                [*filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), str(HERE.parent)]
+            ),
         }
         self._start()
 
@@ -127,7 +132,7 @@ class HTTPServer:
                 env={**self.env, "BENCH_BODIES": str(self.bodies)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=HERE.parent,
+                cwd=server_cwd(),
                 start_new_session=True,
             )
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .build import check_build
 from .common import Keys
 from .env import ensure_apt_tool
 from .scenarios import Scenario
@@ -112,6 +113,7 @@ def run_instructions(
 
 def main(argv: list[str]) -> None:
     impl, grant, n, minted = argv
+    check_build()
     asyncio.run(_serve(Scenario(impl, grant, "memory"), int(n), int(minted)))
 
 
