@@ -19,7 +19,15 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-__all__ = ["check_build", "compiled_modules", "compiled_site", "loaded_build", "server_cwd", "use_compiled_build"]
+__all__ = [
+    "check_build",
+    "compiled_env",
+    "compiled_modules",
+    "compiled_site",
+    "loaded_build",
+    "server_cwd",
+    "use_compiled_build",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,14 +86,22 @@ def use_compiled_build() -> Path:
         raise RuntimeError("attesto_asgi was imported before the compiled build was put first")
     site = compiled_site()
     sys.path.insert(0, str(site))
-    # Children: the build first, then the checkout (for ``-m benchmarks.*``); never the
-    # working directory ahead of them (PYTHONSAFEPATH), which would be the checkout's sources.
-    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT), *rest])
-    os.environ["PYTHONSAFEPATH"] = "1"
-    os.environ["ATTESTO_EXPECT_BUILD"] = "compiled"
-    os.environ["ATTESTO_COMPILED_SITE"] = str(site)
+    os.environ.update(compiled_env(site))
     return site
+
+
+def compiled_env(site: Path) -> dict[str, str]:
+    """Environment variables under which a child Python imports the build in ``site``: the
+    build first, then the checkout (for ``-m benchmarks.*``, ``tests``); never the working
+    directory ahead of them (PYTHONSAFEPATH), which would be the checkout's sources. The
+    child checks it (``check_build``)."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {
+        "PYTHONPATH": os.pathsep.join([str(site), str(ROOT), *rest]),
+        "PYTHONSAFEPATH": "1",
+        "ATTESTO_EXPECT_BUILD": "compiled",
+        "ATTESTO_COMPILED_SITE": str(site),
+    }
 
 
 def server_cwd() -> Path:

@@ -38,7 +38,6 @@ from .serve import MINT_PATH
 __all__ = ["RAMP_S", "HTTPServer", "comparison_groups", "http_steps", "round_order", "run_http", "top_up", "wrk_once"]
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 LUA = HERE / "wrk" / "post.lua"
 AUTHORIZATION = dict(FORM_HEADERS)[b"authorization"].decode()
 # The least rate a run's share of bodies is sized for (tokens/s), whatever in-process said.

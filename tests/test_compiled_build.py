@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.build import compiled_modules, compiled_site
+from benchmarks.build import compiled_env, compiled_modules, compiled_site
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a token request runs through, and the stores and end-to-end flows that call into it.
@@ -37,16 +37,6 @@ SUITES = [
 @pytest.fixture(scope="module")
 def site() -> Path:
     return compiled_site()
-
-
-def _env(site: Path) -> dict[str, str]:
-    # The build first, then the checkout (tests/, benchmarks/); not the working directory.
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
-        "PYTHONSAFEPATH": "1",
-        "ATTESTO_EXPECT_BUILD": "compiled",
-    }
 
 
 def test_the_wheel_compiles_every_listed_module(site: Path) -> None:
@@ -73,7 +63,7 @@ def test_the_compiled_build_passes_the_suite(site: Path) -> None:
             *SUITES,
         ],
         cwd=ROOT,
-        env=_env(site),
+        env={**os.environ, **compiled_env(site)},
         capture_output=True,
         text=True,
         check=False,
