@@ -96,6 +96,11 @@ class OAuthError(Exception):
         super().__init__(error, desc)
 
     def __setattr__(self, name: str, value: object) -> None:
+        # The exception machinery's own attributes stay writable: ``add_note`` (PEP 678) sets
+        # ``__notes__``, and pytest, hypothesis and anyio's task groups call it.
+        if name.startswith("__"):
+            super().__setattr__(name, value)
+            return
         raise AttributeError("OAuthError is immutable")
 
     def __repr__(self) -> str:

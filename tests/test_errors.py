@@ -1,0 +1,24 @@
+"""``OAuthError``: immutable data, and still a well-behaved exception."""
+
+from __future__ import annotations
+
+import pytest
+
+from attesto_asgi import OAuthError
+
+
+def test_fields_are_immutable() -> None:
+    err = OAuthError("invalid_grant", detail="code expired")
+    with pytest.raises(AttributeError):
+        err.error = "invalid_request"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        err.detail = "other"  # type: ignore[misc]
+    assert (err.error, err.detail, err.status) == ("invalid_grant", "code expired", 400)
+
+
+def test_notes_can_be_added() -> None:
+    # PEP 678: pytest, hypothesis and exception groups annotate exceptions they pass on.
+    err = OAuthError("invalid_request")
+    err.add_note("seen in a test")
+    assert err.__notes__ == ["seen in a test"]
+    assert err.body() == {"error": "invalid_request", "error_description": err.description}
