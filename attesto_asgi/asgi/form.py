@@ -3,8 +3,8 @@
 The reading is the standard library's ``parse_qsl(text, keep_blank_values=True,
 strict_parsing=True, errors="strict", max_num_fields=MAX_FIELDS)``, step for step (split on
 ``&``, each field on its first ``=``, a field without one refused, ``+`` then ``%XX``
-decoded as UTF-8 by ``urllib.parse.unquote_to_bytes``), with its per-field Python calls
-left out where a field has nothing to decode. A compiled code redemption costs 37,500
+decoded as strict UTF-8), compiled with the rest of the token path instead of run as
+``urllib.parse``'s interpreted Python. A compiled code redemption costs 37,500
 fewer instructions for it (538,665 to 501,152 a request, callgrind), a twelfth of what is
 not the signature. ``tests/asgi/test_form.py`` holds the two equal on arbitrary bodies
 (hypothesis), refusals included.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import unquote_to_bytes
 
 from ..errors import INVALID_REQUEST, OAuthError
 from .types import Receive
@@ -24,7 +23,7 @@ __all__ = ["MULTI_VALUED", "BodyTooLarge", "Form", "parse_form", "read_body"]
 # RFC 8707 resource and RFC 8693 audience may be repeated; nothing else may.
 MULTI_VALUED: Final = frozenset({"resource", "audience"})
 MAX_FIELDS: Final = 64
-_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class BodyTooLarge(Exception):
@@ -64,10 +63,20 @@ def _bad(detail: str) -> OAuthError:
 
 
 def _decoded(field: str) -> str:
-    # parse_qsl's per-field step (unquote_plus); on ASCII text ``unquote`` is exactly this.
-    if "%" in field or "+" in field:
-        return unquote_to_bytes(field.replace("+", " ")).decode("utf-8")
-    return field
+    """parse_qsl's per-field step, ``unquote(field.replace("+", " "))``, on a field already
+    known to be ASCII with every ``%`` followed by two hex digits: the octets ``%XX`` name,
+    decoded as strict UTF-8. ``unquote_to_bytes`` does the same in interpreted Python, 3% of
+    a code redemption for its one encoded ``redirect_uri``."""
+    if "+" in field:
+        field = field.replace("+", " ")
+    if "%" not in field:
+        return field
+    parts = field.split("%")
+    octets = bytearray(parts[0].encode("ascii"))
+    for part in parts[1:]:
+        octets.append(int(part[:2], 16))
+        octets += part[2:].encode("ascii")
+    return octets.decode("utf-8")
 
 
 def _fields(text: str) -> list[tuple[str, str]]:
@@ -90,10 +99,13 @@ def _fields(text: str) -> list[tuple[str, str]]:
 def parse_form(body: bytes) -> Form:
     """Parameters sent without a value are treated as omitted (RFC 6749 §3.1); a parameter
     given twice is ``invalid_request`` (§3.1: "MUST NOT be included more than once")."""
-    if b"%" in body and _BAD_PERCENT.search(body):
-        raise _bad("invalid percent-encoding")
     try:
-        pairs = _fields(body.decode("ascii"))
+        text = body.decode("ascii")
+        # On str, not bytes: ``bytes in bytes`` first tries the needle as an int and builds
+        # (then drops) a TypeError on every call, 1% of a code redemption.
+        if "%" in text and _BAD_PERCENT.search(text):
+            raise _bad("invalid percent-encoding")
+        pairs = _fields(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _bad(f"form does not parse: {exc.__class__.__name__}") from None
     params = dict(pairs)
