@@ -63,6 +63,9 @@ _DEFAULT_DESCRIPTION: Final[dict[str, str]] = {
 }
 
 
+_EXCEPTION_ATTRS: Final = frozenset({"__notes__", "__traceback__", "__cause__", "__context__", "__suppress_context__"})
+
+
 class OAuthError(Exception):
     """An RFC 6749 §5.2 error: ``error`` code, client-facing ``description``, logged ``detail``.
 
@@ -98,7 +101,7 @@ class OAuthError(Exception):
     def __setattr__(self, name: str, value: object) -> None:
         # The exception machinery's own attributes stay writable: ``add_note`` (PEP 678) sets
         # ``__notes__``, and pytest, hypothesis and anyio's task groups call it.
-        if name.startswith("__"):
+        if name in _EXCEPTION_ATTRS:
             super().__setattr__(name, value)
             return
         raise AttributeError("OAuthError is immutable")

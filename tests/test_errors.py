@@ -10,10 +10,18 @@ from attesto_asgi import OAuthError
 def test_fields_are_immutable() -> None:
     err = OAuthError("invalid_grant", detail="code expired")
     with pytest.raises(AttributeError):
-        err.error = "invalid_request"  # type: ignore[misc]
+        err.error = "invalid_request"
     with pytest.raises(AttributeError):
-        err.detail = "other"  # type: ignore[misc]
+        err.detail = "other"
     assert (err.error, err.detail, err.status) == ("invalid_grant", "code expired", 400)
+
+
+def test_only_the_exception_machinerys_dunders_are_writable() -> None:
+    err = OAuthError("invalid_grant")
+    err.__cause__ = ValueError("underneath")
+    assert isinstance(err.__cause__, ValueError)
+    with pytest.raises(AttributeError):
+        err.__class__ = ValueError  # type: ignore[assignment]
 
 
 def test_notes_can_be_added() -> None:
