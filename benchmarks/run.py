@@ -6,6 +6,11 @@ at several concurrencies, paired rounds), and growth (live refresh tokens alread
 SQLite and Redis stores). Writes
 ``benchmarks/results/<date>-<host>.json``, a Markdown table beside it, PNG plots, and the
 table into ``benchmarks/README.md``. ``--quick`` runs everything briefly (a smoke run).
+
+Only the full run (every default stage, implementation, grant, store and server, of the
+wheel, not ``--quick``) writes those names and the README: any other run is written as
+``<date>-<host>-partial`` (``-quick``), or under ``results/instructions/`` when it only
+counts instructions, so a subset run never replaces the day's full results.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from .stage_instructions import run_instructions
 __all__ = ["main"]
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_STAGES = ("inprocess", "http", "growth")
+SERVERS = ("uvicorn", "granian")
 
 
 def _csv(value: str) -> list[str]:
@@ -51,10 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--stages",
         type=_csv,
-        default=["inprocess", "http", "growth"],
+        default=list(DEFAULT_STAGES),
         help="inprocess,http,growth (the default) and instructions (opt-in: callgrind, 5-10 minutes)",
     )
-    p.add_argument("--servers", type=_csv, default=["uvicorn", "granian"])
+    p.add_argument("--servers", type=_csv, default=list(SERVERS))
     p.add_argument("--concurrency", type=lambda v: [int(x) for x in _csv(v)], default=[1, 16, 64, 256])
     p.add_argument(
         "--inprocess-concurrency",
@@ -83,8 +90,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="live refresh tokens (default 1000,100000,1000000; quick 1000,10000)",
     )
-    p.add_argument("--out", type=Path, default=HERE / "results", help="where results are written")
-    p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where results are written (default results/, or results/instructions/ for --stages instructions)",
+    )
+    p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md (the full run only)")
     p.add_argument(
         "--pure",
         action="store_true",
@@ -96,7 +108,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (2 if q else 8)
     args.http_rounds = args.http_rounds or (1 if q else 4)
     args.growth = args.growth or ([1000, 10000] if q else [1000, 100_000, 1_000_000])
+    only_instructions = args.stages == ["instructions"]
+    args.out = args.out or (HERE / "results" / "instructions" if only_instructions else HERE / "results")
+    args.full = full_run(args)
+    args.suffix = "" if args.full or only_instructions else "-quick" if q else "-partial"
     return args
+
+
+def full_run(args: argparse.Namespace) -> bool:
+    """The run the README's table and ``results/<date>-<host>.*`` stand for."""
+    return (
+        not args.quick
+        and not args.pure
+        and set(DEFAULT_STAGES) <= set(args.stages)
+        and set(IMPLS) <= set(args.impl)
+        and set(GRANTS) <= set(args.grant)
+        and set(STORES) <= set(args.store)
+        and set(SERVERS) <= set(args.servers)
+    )
 
 
 def select(args: argparse.Namespace) -> tuple[list[Scenario], list[dict[str, str]]]:
@@ -243,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         env.close()
     results["seconds"] = round(time.time() - started, 1)
-    stem = f"{dt.date.today().isoformat()}-{results['machine']['host']}{'-quick' if args.quick else ''}"
+    stem = f"{dt.date.today().isoformat()}-{results['machine']['host']}{args.suffix}"
     json_path, md_path, pngs = write(results, args.out, stem)
-    if not args.no_readme and not args.quick:
+    if args.full and not args.no_readme:
         update_readme(HERE / "README.md", results, md_path.name, pngs)
     console.print(md_path.read_text())
     console.print(f"wrote {json_path}, {md_path} and {len(pngs)} plots in {results['seconds']:.0f} s")
