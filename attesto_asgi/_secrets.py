@@ -18,7 +18,7 @@ import hmac
 import os
 import secrets
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 __all__ = [
     "HASH_PREFIX",
@@ -33,18 +33,24 @@ __all__ = [
     "verify_client_secret",
 ]
 
-HASH_PREFIX = "blake2s$"
+HASH_PREFIX: Final = "blake2s$"
 # Produced before 2026-11-28 (HMAC-SHA256 under the same kind of random key); verified, not produced.
-_HMAC_PREFIX = "hmac-sha256$"
+_HMAC_PREFIX: Final = "hmac-sha256$"
 
-
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
+# The library functions the token path calls, bound once. In the compiled build a Final name
+# is a C static; ``binascii.b2a_base64`` there is a lookup on the module at every call (19
+# such lookups a code redemption before this).
+_b2a_base64: Final = binascii.b2a_base64
+_urandom: Final = os.urandom
+_sha256: Final = hashlib.sha256
+_compare_digest: Final = hmac.compare_digest
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
 def b64url_bytes(data: bytes) -> bytes:
     """RFC 4648 §5 base64url without padding (RFC 7515 §2), in one C call and a translate:
     on the hot path, ``base64.urlsafe_b64encode`` costs two more Python frames per call."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+    return _b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 def b64url(data: bytes) -> str:
@@ -54,17 +60,17 @@ def b64url(data: bytes) -> str:
 def new_token() -> str:
     """A fresh 256-bit bearer secret, base64url without padding (43 characters). ``os.urandom``
     is what ``secrets.token_urlsafe`` reads too (the OS CSPRNG), without its extra frames."""
-    return b64url(os.urandom(32))
+    return b64url(_urandom(32))
 
 
 def new_id() -> str:
     """A fresh 128-bit identifier (family ids, ``jti``), base64url (22 characters)."""
-    return b64url(os.urandom(16))
+    return b64url(_urandom(16))
 
 
 def token_hash(token: str) -> str:
     """The storage key of a bearer secret: base64url(SHA-256(token))."""
-    return b64url(hashlib.sha256(token.encode("utf-8")).digest())
+    return b64url(_sha256(token.encode("utf-8")).digest())
 
 
 def hash_client_secret(secret: str, *, salt: bytes | None = None) -> str:
@@ -97,7 +103,7 @@ def _b64decode(s: str) -> bytes:
 
 
 # Compared against when the client is unknown, so an unknown client costs the same work.
-_DUMMY_HASH = hash_client_secret(secrets.token_urlsafe(32))
+_DUMMY_HASH: Final = hash_client_secret(secrets.token_urlsafe(32))
 
 
 def verify_client_secret(stored: str | None, presented: str) -> bool:
@@ -110,7 +116,7 @@ def verify_client_secret(stored: str | None, presented: str) -> bool:
     keyed, expected = _decoded(target)
     mac = keyed.copy()
     mac.update(presented.encode("utf-8", "surrogatepass"))
-    ok = hmac.compare_digest(mac.digest(), expected)
+    ok = _compare_digest(mac.digest(), expected)
     return ok and target is stored
 
 
@@ -129,7 +135,7 @@ _KEYED: dict[str, Callable[[bytes], _Keyed]] = {
     HASH_PREFIX[:-1]: lambda key: hashlib.blake2s(key=key),
     _HMAC_PREFIX[:-1]: lambda key: hmac.new(key, digestmod=hashlib.sha256),  # the earlier format, still verified
 }
-_PREFIXES = tuple(f"{name}$" for name in _KEYED)
+_PREFIXES: Final = tuple(f"{name}$" for name in _KEYED)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -47,7 +47,8 @@ _HASHES: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
 }
 
 
-_b64 = b64url_bytes
+# A C static in the compiled build, not a lookup on the module at every call (_secrets.py).
+_json_encode: Final = msgspec.json.encode
 
 
 def _raw_signer(key: JoseKey, alg: str) -> Callable[[bytes], bytes]:
@@ -96,10 +97,10 @@ class SigningKey:
         """The compact JWS (RFC 7515 §7.1) of ``claims`` with header ``alg``, ``kid``, ``typ``."""
         header = self._headers.get(typ)
         if header is None:
-            header = _b64(msgspec.json.encode({"alg": self.alg, "kid": self.kid, "typ": typ})) + b"."
+            header = b64url_bytes(_json_encode({"alg": self.alg, "kid": self.kid, "typ": typ})) + b"."
             self._headers[typ] = header
-        signing_input = header + _b64(msgspec.json.encode(claims))
-        return (signing_input + b"." + _b64(self._sign(signing_input))).decode("ascii")
+        signing_input = header + b64url_bytes(_json_encode(claims))
+        return (signing_input + b"." + b64url_bytes(self._sign(signing_input))).decode("ascii")
 
     def public_jwk(self) -> dict[str, Any]:
         jwk = dict(self.key.as_dict(private=False))

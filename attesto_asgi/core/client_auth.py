@@ -38,6 +38,8 @@ _KTY_ALGS: Final[dict[str, tuple[str, ...]]] = {
     "RSA": ("RS256", "PS256", "RS384", "PS384", "RS512", "PS512"),
     "OKP": ("EdDSA",),
 }
+# A C static when compiled, not a lookup on the module at every call (_secrets.py).
+_a2b_base64: Final = binascii.a2b_base64
 _REGISTRY = jws.JWSRegistry(algorithms=["HS256", "HS384", "HS512", *(a for algs in _KTY_ALGS.values() for a in algs)])
 
 
@@ -53,7 +55,7 @@ def _parse_basic(header: str) -> tuple[str, str] | None:
         return None
     try:
         # What base64.b64decode(validate=True) does, without its two Python frames.
-        decoded = binascii.a2b_base64(value.strip().encode("ascii"), strict_mode=True).decode("utf-8")
+        decoded = _a2b_base64(value.strip().encode("ascii"), strict_mode=True).decode("utf-8")
     except (binascii.Error, UnicodeError):
         return None
     client_id, sep, secret = decoded.partition(":")

@@ -9,6 +9,10 @@ from typing import Final
 
 from .._secrets import b64url
 
+# C statics when compiled, not lookups on the modules at every call (_secrets.py).
+_sha256: Final = hashlib.sha256
+_compare_digest: Final = hmac.compare_digest
+
 __all__ = ["S256", "challenge_well_formed", "s256_challenge", "verifier_matches", "verifier_well_formed"]
 
 S256: Final = "S256"
@@ -29,7 +33,7 @@ def challenge_well_formed(challenge: str) -> bool:
 
 def s256_challenge(verifier: str) -> str:
     """RFC 7636 §4.2: ``BASE64URL-ENCODE(SHA256(ASCII(code_verifier)))``."""
-    return b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+    return b64url(_sha256(verifier.encode("ascii")).digest())
 
 
 def verifier_matches(verifier: str, challenge: str) -> bool:
@@ -37,4 +41,4 @@ def verifier_matches(verifier: str, challenge: str) -> bool:
     (compared in constant time)."""
     if not verifier_well_formed(verifier):
         return False
-    return hmac.compare_digest(s256_challenge(verifier).encode("ascii"), challenge.encode("ascii", "replace"))
+    return _compare_digest(s256_challenge(verifier).encode("ascii"), challenge.encode("ascii", "replace"))
