@@ -65,6 +65,9 @@ def _parse_basic(header: str) -> tuple[str, str] | None:
 
 
 def _form_decode(value: str) -> str:
+    # Lenient, unlike the body's strict reading (asgi/form.py): a stray '%' stays as it is, so
+    # a client that sends its secret without form-encoding it (a common client bug) still
+    # authenticates, and a malformed escape can only fail the constant-time compare.
     # unquote_plus is the identity on a value without '%' or '+'; skip its cost then.
     return unquote_plus(value) if "%" in value or "+" in value else value
 

@@ -84,6 +84,19 @@ async def test_basic_credentials_are_form_decoded(make_config: Callable[..., Con
         assert r.status_code == 401  # not form-encoded: the id splits at the first ':'
 
 
+async def test_basic_credentials_with_a_stray_percent_decode_leniently(make_config: Callable[..., Config]) -> None:
+    # A secret with a '%' not followed by two hex digits, sent as is (not form-encoded, which
+    # RFC 6749 §2.3.1 asks for) or encoded: both authenticate; a wrong one still fails.
+    odd = Client(client_id="pct", client_secret="50%off-and+more", grant_types=("client_credentials",))
+    config = make_config(clients=(odd,))
+    async with http_client(AttestoMiddleware(not_found_app, config)) as http:
+        assert (await post(http, {}, basic("pct", "50%off-and+more"))).status_code == 200
+        raw = base64.b64encode(b"pct:50%off-and%2Bmore").decode()
+        assert (await post(http, {}, {"Authorization": f"Basic {raw}"})).status_code == 200
+        wrong = base64.b64encode(b"pct:50%of").decode()
+        assert (await post(http, {}, {"Authorization": f"Basic {wrong}"})).status_code == 401
+
+
 async def test_wrong_secret_over_basic_is_401_with_challenge(client: httpx.AsyncClient) -> None:
     r = await post(client, {}, basic("svc", "wrong"))
     assert r.status_code == 401
