@@ -9,13 +9,13 @@ from typing import Final
 
 from .._secrets import b64url
 
-# C statics when compiled, not lookups on the modules at every call (_secrets.py).
-_sha256: Final = hashlib.sha256
-_compare_digest: Final = hmac.compare_digest
-
 __all__ = ["S256", "challenge_well_formed", "s256_challenge", "verifier_matches", "verifier_well_formed"]
 
 S256: Final = "S256"
+
+# C statics when compiled, not lookups on the modules at every call (_secrets.py).
+_sha256: Final = hashlib.sha256
+_compare_digest: Final = hmac.compare_digest
 
 # RFC 7636 §4.1: code-verifier = 43*128unreserved; unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"
 _VERIFIER: Final = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
