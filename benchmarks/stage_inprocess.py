@@ -81,7 +81,9 @@ class _Running:
             if not self.bodies:
                 self.bodies = await self.built.bodies(1)
             return
-        need = int(max(self.rate, 500.0) * seconds * 1.5) + 200
+        # Twice the fastest rate seen so far: a first rate taken while caches were cold can be
+        # well under the round's (a part left without bodies would end early).
+        need = int(max(self.rate, 500.0) * seconds * 2) + 200
         if len(self.bodies) < need:
             self.bodies.extend(await self.built.bodies(need - len(self.bodies)))
 
@@ -92,7 +94,7 @@ class _Running:
         )
         if not self.built.reusable:
             del self.bodies[:used]
-        self.rate = sample.rate or self.rate
+        self.rate = max(self.rate, sample.rate)
         return sample
 
     def record(self, sample: Sample) -> None:
