@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, cast
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -43,9 +43,16 @@ _a2b_base64: Final = binascii.a2b_base64
 _REGISTRY = jws.JWSRegistry(algorithms=["HS256", "HS384", "HS512", *(a for algs in _KTY_ALGS.values() for a in algs)])
 
 
-class Authenticated(NamedTuple):
-    client: Client
-    method: str
+class Authenticated:
+    """The client a request authenticated as, and by which method. A plain class, not a
+    NamedTuple: compiled, it is a native class (its fields read directly, built without an
+    interpreted ``__new__``)."""
+
+    __slots__ = ("client", "method")
+
+    def __init__(self, client: Client, method: str) -> None:
+        self.client: Final = client
+        self.method: Final = method
 
 
 def _parse_basic(header: str) -> tuple[str, str] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from .._secrets import new_id
 from ..config import Config
@@ -65,10 +65,16 @@ class MintError(Exception):
         return OAuthError(INVALID_REQUEST, "Unable to issue token.", detail=f"mint failure: {self}")
 
 
-class AccessToken(NamedTuple):
-    token: str
-    claims: dict[str, Any]
-    expires_in: int
+class AccessToken:
+    """A minted access token: the compact JWS, its claims, its lifetime in seconds (a plain
+    class for the reason given on ``client_auth.Authenticated``)."""
+
+    __slots__ = ("claims", "expires_in", "token")
+
+    def __init__(self, token: str, claims: dict[str, Any], expires_in: int) -> None:
+        self.token: Final = token
+        self.claims: Final = claims
+        self.expires_in: Final = expires_in
 
 
 def resolve_audience(ctx: Context, client: Client, resources: tuple[str, ...]) -> tuple[str, ...]:

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any, Final, NamedTuple, NoReturn, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 import msgspec
 
@@ -57,16 +57,23 @@ class RefreshGrantStore(RefreshStore, FamilyStore, Protocol):
     """The store slice this grant uses."""
 
 
-class _Plan(NamedTuple):
-    """What one request asks for, once checked: the access token's scope and audience."""
+class _Plan:
+    """What one request asks for, once checked: the access token's scope and audience.
+    (Plain classes here, for the reason given on ``client_auth.Authenticated``.)"""
 
-    scope: tuple[str, ...]
-    audience: tuple[str, ...]
+    __slots__ = ("audience", "scope")
+
+    def __init__(self, scope: tuple[str, ...], audience: tuple[str, ...]) -> None:
+        self.scope: Final = scope
+        self.audience: Final = audience
 
 
-class _Minted(NamedTuple):
-    at: AccessToken
-    id_token: str | None
+class _Minted:
+    __slots__ = ("at", "id_token")
+
+    def __init__(self, at: AccessToken, id_token: str | None) -> None:
+        self.at: Final = at
+        self.id_token: Final = id_token
 
 
 _sealed_decoder: Final = msgspec.msgpack.Decoder(Sealed)
