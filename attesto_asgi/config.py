@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec.structs import force_setattr
 
+from .core.policy import Policy
 from .hooks import Hooks
 from .keys import KeySet
 from .model import Client
@@ -70,6 +71,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     clock: Callable[[], float] = time.time
     # Prepared once from the fields above.
     _clients: dict[str, Client] = {}
+    # ``hooks`` as the core asks them (core/policy.py).
+    _policy: Policy = msgspec.field(default_factory=lambda: Policy(Hooks(), {}))
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
@@ -101,6 +104,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"client {c.client_id!r} registered twice")
             index[c.client_id] = c
         force_setattr(self, "_clients", index)
+        force_setattr(self, "_policy", Policy(self.hooks, index))
 
     @property
     def backend(self) -> Store:

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import INVALID_SCOPE, INVALID_TARGET, OAuthError
+from .core.scope import client_scope, offline_access_granted
+from .errors import INVALID_TARGET, OAuthError
 from .events import Event
 from .model import Client, VerifiedToken
 
@@ -41,13 +42,7 @@ class Hooks:
         """The scope to grant. Default: an omitted scope is the client's default scope
         (RFC 6749 §3.3 "pre-defined default value"); a requested scope must be a subset of
         the client's allowed scopes, else ``invalid_scope``."""
-        if requested is None:
-            return client.default_scope if client.default_scope is not None else client.scope
-        # RFC 6749 §3.3: the server may fully or partially ignore the requested scope; we refuse.
-        extra = set(requested).difference(client.scope)
-        if extra:
-            raise OAuthError(INVALID_SCOPE, detail=f"scope not allowed for client: {sorted(extra)}")
-        return requested
+        return client_scope(client, requested)
 
     async def access_token_claims(self, client: Client, subject: str, scope: tuple[str, ...]) -> Mapping[str, Any]:
         """Extra claims for an access token. A claim with a name the server reserves
@@ -70,7 +65,7 @@ class Hooks:
         """Whether the first refresh token is issued (the client already has the
         refresh_token grant). Default, OIDC Core §11: when ``offline_access`` was granted,
         or for a non-OIDC request (no ``openid``)."""
-        return "offline_access" in scope or "openid" not in scope
+        return offline_access_granted(scope)
 
     async def subject_active(self, subject: str) -> bool:
         """False for a disabled or deleted user: their codes and refresh tokens stop working."""

@@ -83,7 +83,7 @@ async def mint_id_token(
     family_id: str | None = None,
 ) -> str:
     config = ctx.config
-    extra = await config.hooks.id_token_claims(client, subject, scope, requested_claims)
+    extra = await ctx.hooks.id_token_claims(client, subject, scope, requested_claims)
     clash = ID_RESERVED_CLAIMS.intersection(extra)
     if clash:
         # DESIGN §5: a hook claim that collides with a reserved claim fails the request.

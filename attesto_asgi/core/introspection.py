@@ -47,7 +47,7 @@ def caller_may_introspect(client: Client) -> None:
 async def subject_active(config: Config, subject: str, client_id: str | None) -> bool:
     """``hooks.subject_active`` for a user; a client's own token (``sub`` is the client) is
     not a user's, so the hook is not asked about it."""
-    return subject == client_id or await config.hooks.subject_active(subject)
+    return subject == client_id or await config._policy.subject_active(subject)
 
 
 async def describe_refresh(config: Config, client: Client, record: RefreshRecord) -> tuple[dict[str, Any], str]:

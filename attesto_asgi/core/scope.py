@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import INVALID_SCOPE, INVALID_TARGET, OAuthError
 
-__all__ = ["check_resources", "format_scope", "narrow_scope", "parse_scope"]
+if TYPE_CHECKING:
+    from ..model import Client
+
+__all__ = [
+    "check_resources",
+    "client_scope",
+    "format_scope",
+    "narrow_scope",
+    "offline_access_granted",
+    "parse_scope",
+]
 
 # RFC 6749 §3.3: scope = scope-token *( SP scope-token ); scope-token = 1*NQCHAR
 _SCOPE = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*")
@@ -41,6 +52,25 @@ def narrow_scope(requested: tuple[str, ...] | None, granted: tuple[str, ...]) ->
     if extra:
         raise OAuthError(INVALID_SCOPE, detail=f"scope wider than granted: {sorted(extra)}")
     return requested
+
+
+def client_scope(client: Client, requested: tuple[str, ...] | None) -> tuple[str, ...]:
+    """``Hooks.authorize_scope``'s default: an omitted scope is the client's default scope
+    (RFC 6749 §3.3 "pre-defined default value"); a requested scope must be a subset of the
+    client's allowed scopes, else ``invalid_scope``."""
+    if requested is None:
+        return client.default_scope if client.default_scope is not None else client.scope
+    # RFC 6749 §3.3: the server may fully or partially ignore the requested scope; we refuse.
+    extra = set(requested).difference(client.scope)
+    if extra:
+        raise OAuthError(INVALID_SCOPE, detail=f"scope not allowed for client: {sorted(extra)}")
+    return requested
+
+
+def offline_access_granted(scope: tuple[str, ...]) -> bool:
+    """``Hooks.issue_refresh_token``'s default, OIDC Core §11: a refresh token with
+    ``offline_access``, or for a request that is not OpenID Connect (no ``openid``)."""
+    return "offline_access" in scope or "openid" not in scope
 
 
 def check_resources(resources: tuple[str, ...]) -> None:

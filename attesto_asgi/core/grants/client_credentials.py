@@ -20,7 +20,7 @@ CONFIDENTIAL_ONLY: Final = True
 async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
     client = request.client
     subject = client.client_id
-    scope = await ctx.config.hooks.authorize_scope(client, ctx.scope, grant_type=GRANT_TYPE, subject=subject)
+    scope = await ctx.hooks.authorize_scope(client, ctx.scope, grant_type=GRANT_TYPE, subject=subject)
     audience = resolve_audience(ctx, client, request.resource)
     at = await mint_access_token(ctx, client=client, subject=subject, scope=scope, audience=audience)
     ctx.event(TOKEN_ISSUED, subject=subject, scope=scope, jti=at.claims["jti"], aud=list(audience))

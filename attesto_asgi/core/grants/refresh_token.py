@@ -128,7 +128,7 @@ def same_request(plan: _Plan, sealed: Sealed) -> bool:
 
 async def _plan(ctx: Context, request: TokenRequest, record: RefreshRecord) -> _Plan:
     client = request.client
-    hooks = ctx.config.hooks
+    hooks = ctx.hooks
     # RFC 6749 §6: the scope MUST NOT include any scope not originally granted; omitted = original.
     scope = narrow_scope(ctx.scope, record.scope)
     # Host policy may narrow further (a withdrawn consent), never widen past the original grant.
