@@ -3,7 +3,7 @@
 The modules listed under ``[tool.hatch.build.targets.wheel.hooks.custom] compile`` in
 pyproject.toml run on every token request; mypyc turns them into C extensions beside the
 same ``.py`` sources (as black and mypy ship): ~15% fewer instructions a request, 20-25%
-less time on an Intel Xeon VM and ~8% more on an AMD EPYC one (benchmarks/README.md,
+less time on an Intel Xeon VM and 3-10% more on an AMD EPYC one (benchmarks/README.md,
 "Compiled and pure"). Editable installs are never compiled: a developer's edits to a
 ``.py`` file must take effect, and a stale extension module would shadow them.
 
