@@ -129,7 +129,9 @@ class ClientAuthenticator:
         return OAuthError(INVALID_CLIENT, detail=detail, status=400)
 
     async def _load(self, client_id: str) -> Client | None:
-        return await self.hooks.load_client(self.config, client_id)
+        if self.hooks.asks_load_client:
+            return await self.hooks.load_client(self.config, client_id)
+        return self.hooks.registered_client(client_id)
 
     async def authenticate(self, authorization: str | None, params: Mapping[str, str]) -> Authenticated:
         used_header = authorization is not None

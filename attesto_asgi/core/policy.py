@@ -3,7 +3,7 @@
 A host overrides the hooks it needs and keeps the others (docs/hooks.md). A kept hook's
 answer is its documented default, so the core gives that answer itself, in compiled code,
 instead of awaiting a call into the interpreted ``Hooks`` class: four or five such calls
-were part of every token request (1.3% of a code redemption's instructions, 1.9% of a
+were part of every token request (1.7% of a code redemption's instructions, 3.0% of a
 rotation's, compiled; CHANGELOG). A hook the host overrides, in a subclass or on the
 instance before the ``Config`` is built, is always called. ``on_event`` (the
 middleware's), ``authorize_exchange`` and ``verify_external_token`` are asked through
@@ -13,7 +13,7 @@ middleware's), ``authorize_exchange`` and ``verify_external_token`` are asked th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..hooks import Hooks
 from ..model import Client
@@ -33,59 +33,70 @@ def overrides(hooks: Hooks, name: str) -> bool:
 
 
 class Policy:
-    """Each method answers as the same-named hook of ``hooks`` does."""
+    """Each method answers as the same-named hook of ``hooks`` does.
+
+    ``asks_<hook>`` is true when the host overrides that hook. The token path's own call
+    sites test it and, when false, answer with the default directly (``registered_client``,
+    ``client_scope``, ``offline_access_granted``, no extra claims, an active subject): an
+    awaited call costs more time than its instructions on some CPUs, even compiled
+    (benchmarks/README.md, "Compiled and pure"). The async methods serve the rest.
+    """
 
     __slots__ = (
-        "_access_token_claims",
-        "_authorize_scope",
         "_clients",
-        "_id_token_claims",
-        "_issue_refresh_token",
-        "_load_client",
-        "_subject_active",
+        "asks_access_token_claims",
+        "asks_authorize_scope",
+        "asks_id_token_claims",
+        "asks_issue_refresh_token",
+        "asks_load_client",
+        "asks_subject_active",
         "hooks",
     )
 
     def __init__(self, hooks: Hooks, clients: Mapping[str, Client]) -> None:
         self.hooks = hooks
         self._clients = clients
-        self._load_client = overrides(hooks, "load_client")
-        self._authorize_scope = overrides(hooks, "authorize_scope")
-        self._access_token_claims = overrides(hooks, "access_token_claims")
-        self._id_token_claims = overrides(hooks, "id_token_claims")
-        self._issue_refresh_token = overrides(hooks, "issue_refresh_token")
-        self._subject_active = overrides(hooks, "subject_active")
+        self.asks_load_client: Final = overrides(hooks, "load_client")
+        self.asks_authorize_scope: Final = overrides(hooks, "authorize_scope")
+        self.asks_access_token_claims: Final = overrides(hooks, "access_token_claims")
+        self.asks_id_token_claims: Final = overrides(hooks, "id_token_claims")
+        self.asks_issue_refresh_token: Final = overrides(hooks, "issue_refresh_token")
+        self.asks_subject_active: Final = overrides(hooks, "subject_active")
+
+    def registered_client(self, client_id: str) -> Client | None:
+        """``Hooks.load_client``'s default: the client from ``Config.clients``."""
+        return self._clients.get(client_id)
 
     async def load_client(self, config: Config, client_id: str) -> Client | None:
-        if self._load_client:
+        if self.asks_load_client:
             return await self.hooks.load_client(config, client_id)
-        return self._clients.get(client_id)  # Hooks.load_client: Config.clients
+        return self.registered_client(client_id)
 
     async def authorize_scope(
         self, client: Client, requested: tuple[str, ...] | None, *, grant_type: str, subject: str | None = None
     ) -> tuple[str, ...]:
-        if self._authorize_scope:
+        if self.asks_authorize_scope:
             return await self.hooks.authorize_scope(client, requested, grant_type=grant_type, subject=subject)
         return client_scope(client, requested)
 
     async def access_token_claims(self, client: Client, subject: str, scope: tuple[str, ...]) -> Mapping[str, Any]:
-        if self._access_token_claims:
+        if self.asks_access_token_claims:
             return await self.hooks.access_token_claims(client, subject, scope)
         return {}
 
     async def id_token_claims(
         self, client: Client, subject: str, scope: tuple[str, ...], requested_claims: Mapping[str, Any] | None
     ) -> Mapping[str, Any]:
-        if self._id_token_claims:
+        if self.asks_id_token_claims:
             return await self.hooks.id_token_claims(client, subject, scope, requested_claims)
         return {}
 
     async def issue_refresh_token(self, client: Client, scope: tuple[str, ...]) -> bool:
-        if self._issue_refresh_token:
+        if self.asks_issue_refresh_token:
             return await self.hooks.issue_refresh_token(client, scope)
         return offline_access_granted(scope)
 
     async def subject_active(self, subject: str) -> bool:
-        if self._subject_active:
+        if self.asks_subject_active:
             return await self.hooks.subject_active(subject)
         return True

@@ -22,9 +22,22 @@ def hook_names() -> set[str]:
 
 def test_every_hook_is_answered_by_policy_or_asked_directly() -> None:
     # A new hook on Hooks needs a decision: a Policy method, or a direct call (and this set).
-    answered = {n for n in dir(Policy) if not n.startswith("_") and n != "hooks"}
+    answered = {n.removeprefix("asks_") for n in dir(Policy) if n.startswith("asks_")}
     assert answered | ASKED_DIRECTLY == hook_names()
     assert not answered & ASKED_DIRECTLY
+    assert all(callable(getattr(Policy, n)) for n in answered)
+
+
+def test_asks_flags_name_exactly_the_overridden_hooks(config: Config) -> None:
+    kept = Policy(Kept(), config._clients)
+    strict = Policy(Strict(), config._clients)
+    for name in ("load_client", "authorize_scope", "access_token_claims", "id_token_claims", "issue_refresh_token"):
+        assert getattr(kept, f"asks_{name}") is False
+        assert getattr(strict, f"asks_{name}") is False
+    assert kept.asks_subject_active is False
+    assert strict.asks_subject_active is True
+    assert kept.registered_client("svc") is config.client("svc")
+    assert kept.registered_client("nobody") is None
 
 
 class Kept(Hooks):

@@ -27,6 +27,7 @@ from ..context import Context
 from ..id_token import mint_id_token
 from ..pkce import verifier_matches, verifier_well_formed
 from ..refresh import family_expires_at, new_refresh_token, refresh_record
+from ..scope import offline_access_granted
 from ..tokens import (
     family_revocation_until,
     family_revoked_during_request,
@@ -138,7 +139,11 @@ async def first_refresh_token(ctx: Context, client: Client, record: CodeRecord) 
     whose absolute lifetime counts from the original authorization (the code's issue)."""
     if "refresh_token" not in client.grant_types:
         return None
-    if not await ctx.hooks.issue_refresh_token(client, record.scope):
+    hooks = ctx.hooks
+    if hooks.asks_issue_refresh_token:
+        if not await hooks.issue_refresh_token(client, record.scope):
+            return None
+    elif not offline_access_granted(record.scope):
         return None
     token, hashed = new_refresh_token(record.family_id)
     refresh = refresh_record(
@@ -181,7 +186,7 @@ async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
     code_issued_to_client(record, client)
     redirect_uri_identical(record, redirect_uri)
     pkce_verified(record, client, request.params.get("code_verifier"))
-    if not await ctx.hooks.subject_active(record.subject):
+    if ctx.hooks.asks_subject_active and not await ctx.hooks.subject_active(record.subject):
         raise _invalid_grant("subject no longer active")
     audience = resolve_audience(ctx, client, resources_within_grant(record, request.resource))
     scope = record.scope

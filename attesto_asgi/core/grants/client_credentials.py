@@ -7,6 +7,7 @@ from typing import Any, Final
 from ...events import TOKEN_ISSUED
 from ...model import TokenRequest
 from ..context import Context
+from ..scope import client_scope
 from ..tokens import mint_access_token, resolve_audience, token_response
 
 __all__ = ["CONFIDENTIAL_ONLY", "GRANT_TYPE", "PARAMETERS", "handle"]
@@ -20,7 +21,11 @@ CONFIDENTIAL_ONLY: Final = True
 async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
     client = request.client
     subject = client.client_id
-    scope = await ctx.hooks.authorize_scope(client, ctx.scope, grant_type=GRANT_TYPE, subject=subject)
+    hooks = ctx.hooks
+    if hooks.asks_authorize_scope:
+        scope = await hooks.authorize_scope(client, ctx.scope, grant_type=GRANT_TYPE, subject=subject)
+    else:
+        scope = client_scope(client, ctx.scope)
     audience = resolve_audience(ctx, client, request.resource)
     at = await mint_access_token(ctx, client=client, subject=subject, scope=scope, audience=audience)
     ctx.event(TOKEN_ISSUED, subject=subject, scope=scope, jti=at.claims["jti"], aud=list(audience))

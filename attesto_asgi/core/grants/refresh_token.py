@@ -34,7 +34,7 @@ from .._wire import Sealed
 from ..context import Context
 from ..id_token import mint_id_token
 from ..refresh import new_refresh_token, refresh_record, split_refresh_token
-from ..scope import narrow_scope
+from ..scope import client_scope, narrow_scope
 from ..seal import seal, sealer, unseal
 from ..tokens import (
     AccessToken,
@@ -132,11 +132,13 @@ async def _plan(ctx: Context, request: TokenRequest, record: RefreshRecord) -> _
     # RFC 6749 §6: the scope MUST NOT include any scope not originally granted; omitted = original.
     scope = narrow_scope(ctx.scope, record.scope)
     # Host policy may narrow further (a withdrawn consent), never widen past the original grant.
-    scope = narrow_scope(
-        await hooks.authorize_scope(client, scope, grant_type=GRANT_TYPE, subject=record.subject), record.scope
-    )
+    if hooks.asks_authorize_scope:
+        scope = await hooks.authorize_scope(client, scope, grant_type=GRANT_TYPE, subject=record.subject)
+    else:
+        scope = client_scope(client, scope)
+    scope = narrow_scope(scope, record.scope)
     audience = resolve_audience(ctx, client, narrow_resources(request.resource, record.resource))
-    if not await hooks.subject_active(record.subject):
+    if hooks.asks_subject_active and not await hooks.subject_active(record.subject):
         raise OAuthError(INVALID_GRANT, detail="subject is no longer active")
     return _Plan(scope, audience)
 
