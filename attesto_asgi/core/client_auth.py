@@ -108,7 +108,7 @@ class ClientAuthenticator:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.hooks = config._policy
+        self.policy = config._policy
         # RFC 7523 §3 item 3: an aud identifying this server: the issuer, or the URL of the
         # endpoint authenticated at (token, revocation, introspection: all share this check).
         self.audiences = frozenset(
@@ -129,9 +129,10 @@ class ClientAuthenticator:
         return OAuthError(INVALID_CLIENT, detail=detail, status=400)
 
     async def _load(self, client_id: str) -> Client | None:
-        if self.hooks.asks_load_client:
-            return await self.hooks.load_client(self.config, client_id)
-        return self.hooks.registered_client(client_id)
+        policy = self.policy
+        if policy.asks_load_client:
+            return await policy.hooks.load_client(self.config, client_id)
+        return policy.registered_client(client_id)
 
     async def authenticate(self, authorization: str | None, params: Mapping[str, str]) -> Authenticated:
         used_header = authorization is not None

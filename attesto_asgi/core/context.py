@@ -16,16 +16,16 @@ class Context:
     """What a grant's ``handle`` gets besides the request.
 
     ``now`` is read once per request so every claim in one response agrees. ``scope`` is
-    the requested scope after the syntax check (None when omitted). ``hooks`` asks the
+    the requested scope after the syntax check (None when omitted). ``policy`` asks the
     host's hooks (``Policy``: a hook the host kept is answered without a call). Grants
     append events through ``event``; the issuer returns them as data.
     """
 
-    __slots__ = ("config", "events", "hooks", "now", "request", "scope")
+    __slots__ = ("config", "events", "now", "policy", "request", "scope")
 
     def __init__(self, config: Config, request: TokenRequest, scope: tuple[str, ...] | None) -> None:
         self.config = config
-        self.hooks: Policy = config._policy
+        self.policy: Policy = config._policy
         self.request = request
         self.scope = scope
         self.now = config.clock()

@@ -83,10 +83,10 @@ async def mint_id_token(
     family_id: str | None = None,
 ) -> str:
     config = ctx.config
-    hooks = ctx.hooks
+    policy = ctx.policy
     extra: Mapping[str, Any] = {}
-    if hooks.asks_id_token_claims:
-        extra = await hooks.id_token_claims(client, subject, scope, requested_claims)
+    if policy.asks_id_token_claims:
+        extra = await policy.hooks.id_token_claims(client, subject, scope, requested_claims)
     clash = ID_RESERVED_CLAIMS.intersection(extra)
     if clash:
         # DESIGN §5: a hook claim that collides with a reserved claim fails the request.

@@ -36,7 +36,8 @@ class Policy:
     """Each method answers as the same-named hook of ``hooks`` does.
 
     ``asks_<hook>`` is true when the host overrides that hook. The token path's own call
-    sites test it and, when false, answer with the default directly (``registered_client``,
+    sites test it and then call the host's hook (``hooks``) or, when false, answer with the
+    default directly (``registered_client``,
     ``client_scope``, ``offline_access_granted``, no extra claims, an active subject): an
     awaited call costs more time than its instructions on some CPUs, even compiled
     (benchmarks/README.md, "Compiled and pure"). The async methods serve the rest.

@@ -113,8 +113,8 @@ async def mint_access_token(
     exp = iat + (client.access_token_ttl or config.access_token_ttl)
     if not_after is not None:
         exp = min(exp, int(not_after))
-    hooks = ctx.hooks
-    extra = await hooks.access_token_claims(client, subject, scope) if hooks.asks_access_token_claims else None
+    policy = ctx.policy
+    extra = await policy.hooks.access_token_claims(client, subject, scope) if policy.asks_access_token_claims else None
     # RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti are REQUIRED. A hook's claim never
     # takes a reserved name, even one this token leaves out (no forged act, cnf or fid).
     claims: dict[str, Any] = {k: v for k, v in extra.items() if k not in AT_RESERVED_CLAIMS} if extra else {}

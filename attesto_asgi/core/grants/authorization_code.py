@@ -127,7 +127,7 @@ async def revoke_reused_family(ctx: Context, reused: CodeReused) -> None:
     that authorization code." Revoking the family is one sticky write."""
     config = ctx.config
     ctx.event(CODE_REUSE_DETECTED, family_id=reused.family_id, issued_to=reused.client_id)
-    issued_to = await ctx.hooks.load_client(config, reused.client_id)
+    issued_to = await ctx.policy.load_client(config, reused.client_id)
     families: FamilyStore = config.backend
     until = family_revocation_until(config, issued_to, ctx.now)
     if await families.revoke_family(reused.family_id, until):
@@ -139,9 +139,9 @@ async def first_refresh_token(ctx: Context, client: Client, record: CodeRecord) 
     whose absolute lifetime counts from the original authorization (the code's issue)."""
     if "refresh_token" not in client.grant_types:
         return None
-    hooks = ctx.hooks
-    if hooks.asks_issue_refresh_token:
-        if not await hooks.issue_refresh_token(client, record.scope):
+    policy = ctx.policy
+    if policy.asks_issue_refresh_token:
+        if not await policy.hooks.issue_refresh_token(client, record.scope):
             return None
     elif not offline_access_granted(record.scope):
         return None
@@ -186,7 +186,7 @@ async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
     code_issued_to_client(record, client)
     redirect_uri_identical(record, redirect_uri)
     pkce_verified(record, client, request.params.get("code_verifier"))
-    if ctx.hooks.asks_subject_active and not await ctx.hooks.subject_active(record.subject):
+    if ctx.policy.asks_subject_active and not await ctx.policy.hooks.subject_active(record.subject):
         raise _invalid_grant("subject no longer active")
     audience = resolve_audience(ctx, client, resources_within_grant(record, request.resource))
     scope = record.scope

@@ -21,9 +21,9 @@ CONFIDENTIAL_ONLY: Final = True
 async def handle(ctx: Context, request: TokenRequest) -> dict[str, Any]:
     client = request.client
     subject = client.client_id
-    hooks = ctx.hooks
-    if hooks.asks_authorize_scope:
-        scope = await hooks.authorize_scope(client, ctx.scope, grant_type=GRANT_TYPE, subject=subject)
+    policy = ctx.policy
+    if policy.asks_authorize_scope:
+        scope = await policy.hooks.authorize_scope(client, ctx.scope, grant_type=GRANT_TYPE, subject=subject)
     else:
         scope = client_scope(client, ctx.scope)
     audience = resolve_audience(ctx, client, request.resource)

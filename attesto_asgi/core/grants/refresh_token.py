@@ -128,17 +128,17 @@ def same_request(plan: _Plan, sealed: Sealed) -> bool:
 
 async def _plan(ctx: Context, request: TokenRequest, record: RefreshRecord) -> _Plan:
     client = request.client
-    hooks = ctx.hooks
+    policy = ctx.policy
     # RFC 6749 §6: the scope MUST NOT include any scope not originally granted; omitted = original.
     scope = narrow_scope(ctx.scope, record.scope)
     # Host policy may narrow further (a withdrawn consent), never widen past the original grant.
-    if hooks.asks_authorize_scope:
-        scope = await hooks.authorize_scope(client, scope, grant_type=GRANT_TYPE, subject=record.subject)
+    if policy.asks_authorize_scope:
+        scope = await policy.hooks.authorize_scope(client, scope, grant_type=GRANT_TYPE, subject=record.subject)
     else:
         scope = client_scope(client, scope)
     scope = narrow_scope(scope, record.scope)
     audience = resolve_audience(ctx, client, narrow_resources(request.resource, record.resource))
-    if hooks.asks_subject_active and not await hooks.subject_active(record.subject):
+    if policy.asks_subject_active and not await policy.hooks.subject_active(record.subject):
         raise OAuthError(INVALID_GRANT, detail="subject is no longer active")
     return _Plan(scope, audience)
 

@@ -170,7 +170,7 @@ async def verified(ctx: Context, client: Client, token: str, token_type: str, ro
         await not_revoked(ctx, found)
     except InvalidToken as exc:
         raise _invalid(f"The {role}_token is invalid.", f"{role}_token: {exc.reason}") from None
-    if found.subject != found.client_id and not await ctx.hooks.subject_active(found.subject):
+    if found.subject != found.client_id and not await ctx.policy.subject_active(found.subject):
         raise _invalid(f"The {role}_token is invalid.", f"{role}_token: subject no longer active")
     return found
 
