@@ -29,7 +29,6 @@ from urllib.parse import parse_qsl
 import msgspec
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from .common import ISSUER, TOKEN_PATH, Keys, Receive, Scope, Send
 from .peers._asgi import lifespan, read_body
@@ -80,10 +79,17 @@ async def _not_served(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+def _raw(der: bytes) -> bytes:
+    """RFC 7518 §3.4 R || S from cryptography's DER SEQUENCE { INTEGER r, INTEGER s } (P-256:
+    one-octet lengths): slices, as attesto's ``keys._ecdsa_raw`` does (the floor does not
+    import attesto), not ``decode_dss_signature`` and two ``int.to_bytes``, ~2 µs slower."""
+    r_end = 4 + der[3]
+    return der[4:r_end].lstrip(b"\0").rjust(32, b"\0") + der[r_end + 2 :].lstrip(b"\0").rjust(32, b"\0")
+
+
 def _signed(key: ec.EllipticCurvePrivateKey, header: bytes, claims: dict[str, Any]) -> str:
     signing_input = header + _b64(_encode(claims))
-    r, s = decode_dss_signature(key.sign(signing_input, _ECDSA))
-    return (signing_input + b"." + _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))).decode()
+    return (signing_input + b"." + _b64(_raw(key.sign(signing_input, _ECDSA)))).decode()
 
 
 class Floor:
@@ -145,8 +151,7 @@ class Floor:
                 return
             claims["scope"] = scope_value
         signing_input = self.header + _b64(_encode(claims))
-        r, s = decode_dss_signature(self.key.sign(signing_input, _ECDSA))
-        token = signing_input + b"." + _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        token = signing_input + b"." + _b64(_raw(self.key.sign(signing_input, _ECDSA)))
         response: dict[str, Any] = {"access_token": token.decode(), "token_type": "Bearer", "expires_in": self.ttl}
         if scope_value:
             response["scope"] = scope_value

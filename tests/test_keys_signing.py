@@ -6,12 +6,17 @@ import base64
 import json
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet as JoseKeySet
 
 from attesto_asgi import KeySet
-from attesto_asgi.keys import SUPPORTED_ALGS
+from attesto_asgi.keys import SUPPORTED_ALGS, _ecdsa_raw
 
 ALGS = sorted(SUPPORTED_ALGS)
 _REGISTRY = jws.JWSRegistry(algorithms=ALGS)
@@ -73,3 +78,52 @@ def test_other_keys_signature_is_rejected(keysets: dict[str, KeySet]) -> None:
     with pytest.raises(BadSignatureError):
         # Verified with the key itself: the other key's kid must not be what rejects it.
         jwt.decode(token, _public(keysets["ES256"]).keys[0], algorithms=["ES256"], registry=_REGISTRY)
+
+
+_ORDERS = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+
+
+@pytest.mark.parametrize("alg", sorted(_ORDERS))
+@given(data=st.data())
+@settings(max_examples=200, deadline=None)
+def test_ecdsa_raw_equals_decode_dss_signature(alg: str, data: st.DataObject) -> None:
+    # Every (r, s) shape: tiny values (short INTEGERs, padded), top bit set (a 0x00 prefix),
+    # the curve's full width; on P-521 the SEQUENCE takes a long-form length.
+    size = (_ORDERS[alg].key_size + 7) // 8
+    values = st.one_of(st.integers(1, 2**16), st.integers(1, 2 ** (8 * size) - 1), st.just(2 ** (8 * size) - 1))
+    r, s = data.draw(values), data.draw(values)
+    raw = _ecdsa_raw(encode_dss_signature(r, s), size)
+    assert raw == r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+@pytest.mark.parametrize("alg", sorted(_ORDERS))
+def test_ecdsa_raw_of_real_signatures(alg: str) -> None:
+    key = ec.generate_private_key(_ORDERS[alg]())
+    size = (key.curve.key_size + 7) // 8
+    for i in range(300):
+        der = key.sign(b"%d" % i, ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        assert _ecdsa_raw(der, size) == r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+@pytest.mark.parametrize(
+    "der",
+    [
+        b"",
+        b"\x30",
+        b"\x31\x06\x02\x01\x01\x02\x01\x01",  # not a SEQUENCE
+        b"\x30\x06\x04\x01\x01\x02\x01\x01",  # not an INTEGER
+        b"\x30\x07\x02\x01\x01\x02\x01\x01",  # SEQUENCE length off by one
+        b"\x30\x06\x02\x02\x01\x02\x01\x01",  # r's length runs into s
+        b"\x30\x06\x02\x01\x01\x02\x02\x01",  # s's length past the end
+        b"\x30\x82\x00\x06\x02\x01\x01\x02\x01\x01",  # a length form no ECDSA signature uses
+    ],
+)
+def test_ecdsa_raw_refuses_what_is_not_a_signature(der: bytes) -> None:
+    with pytest.raises(ValueError, match="not a DER ECDSA signature"):
+        _ecdsa_raw(der, 32)
+
+
+def test_ecdsa_raw_refuses_a_value_wider_than_the_curve() -> None:
+    with pytest.raises(ValueError, match="longer than the curve's"):
+        _ecdsa_raw(encode_dss_signature(2**256, 1), 32)

@@ -10,9 +10,10 @@ import hashlib
 from urllib.parse import urlencode
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from benchmarks.common import CLIENT_ID, CODE_VERIFIER, REDIRECT_URI, SUBJECT, Keys, code_body, verify_jwt
-from benchmarks.floor import FloorCode
+from benchmarks.floor import FloorCode, _raw
 from benchmarks.floor_target import build
 from benchmarks.inprocess import call, token_of
 
@@ -81,3 +82,10 @@ async def test_a_missing_parameter_or_another_grant_is_refused(keys: Keys) -> No
     assert status == 400
     # Neither spent the code.
     assert (await call(built.app, code_body(_code_of(body))))[0] == 200
+
+
+@pytest.mark.parametrize("r", [1, 255, 2**255, 2**256 - 1, 0x7F << 248])
+@pytest.mark.parametrize("s", [1, 2**255 + 7, 2**200])
+def test_the_floor_s_r_s_conversion_equals_decode_dss_signature(r: int, s: int) -> None:
+    # Short INTEGERs (padded), top bit set (a 0x00 prefix), the full width.
+    assert _raw(encode_dss_signature(r, s)) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
