@@ -212,3 +212,25 @@ async def test_a_frozen_server_fails_the_whole_pipeline_within_its_deadline(priv
         assert [f.token_hash if f else None for f in found] == [r.token_hash for r in records]
     finally:
         await store.aclose()
+
+
+async def test_a_frozen_server_never_hangs_a_reconnect(private_redis: RedisServer) -> None:
+    # The store holds its connections with redis-py's own timeout off (its pipelines have
+    # one deadline of their own) and gives it back with the connection: a connection that
+    # reconnects reads its handshake under it, or a frozen server would hold it for ever.
+    store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=0.5")
+    assert private_redis.proc is not None
+    pid = private_redis.proc.pid
+    try:
+        assert await store.family_revoked(new_id()) is False  # a connection is held
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(30):  # a guard against a hang, not a speed check
+                for _ in range(3):  # the held connection times out; then reconnects do
+                    with pytest.raises(StoreUnavailable):
+                        await store.family_revoked(new_id())
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert await store.family_revoked(new_id()) is False
+    finally:
+        await store.aclose()
