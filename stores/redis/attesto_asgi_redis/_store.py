@@ -455,10 +455,12 @@ class RedisStore:
                         except ResponseError as exc:
                             replies.append(exc)
             except TimeoutError:
-                raise RedisTimeoutError(f"no reply within {self._timeout} s") from None
+                raise RedisTimeoutError(f"pipeline not answered within {self._timeout} s") from None
         except BaseException:
-            await conn.disconnect()
-            await self._checkin(conn)
+            try:
+                await conn.disconnect()
+            finally:  # back to the pool even if closing failed: the pool never shrinks
+                await self._checkin(conn)
             raise
         self._idle.append(conn)
         return replies
