@@ -128,12 +128,6 @@ class ClientAuthenticator:
             return OAuthError(INVALID_CLIENT, detail=detail, status=401, headers=self.realm_header)
         return OAuthError(INVALID_CLIENT, detail=detail, status=400)
 
-    async def _load(self, client_id: str) -> Client | None:
-        policy = self.policy
-        if policy.asks_load_client:
-            return await policy.hooks.load_client(self.config, client_id)
-        return policy.registered_client(client_id)
-
     async def authenticate(self, authorization: str | None, params: Mapping[str, str]) -> Authenticated:
         used_header = authorization is not None
         has_secret = not _SECRET_PARAMS.isdisjoint(params)
@@ -157,7 +151,7 @@ class ClientAuthenticator:
             return await self._by_assertion(params, body_id)
         if body_id is None:
             raise self._fail("no client authentication", used_header)
-        client = await self._load(body_id)
+        client = await self.policy.load_client(self.config, body_id)
         if client is None or client.token_endpoint_auth_method != "none":
             raise self._fail("not a public client, or unknown", used_header)
         return Authenticated(client, "none")
@@ -168,7 +162,7 @@ class ClientAuthenticator:
             raise OAuthError(INVALID_REQUEST, "client_id does not match the authenticated client.")
 
     async def _by_secret(self, client_id: str, secret: str, method: str, used_header: bool) -> Authenticated:
-        client = await self._load(client_id)
+        client = await self.policy.load_client(self.config, client_id)
         registered = client is not None and client.token_endpoint_auth_method == method
         # An unknown client or a wrong method costs the same work as a wrong secret.
         stored = client.client_secret if client is not None and registered else None
@@ -199,7 +193,7 @@ class ClientAuthenticator:
         if not isinstance(client_id, str):
             raise fail("client_assertion without sub", False)
         self._same_client_id(body_id, client_id)
-        client = await self._load(client_id)
+        client = await self.policy.load_client(self.config, client_id)
         if client is None or client.token_endpoint_auth_method not in ("private_key_jwt", "client_secret_jwt"):
             raise fail("assertion from an unknown client or a client registered for another method", False)
         algs = _pinned_algs(client)
