@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..hooks import Hooks
 from ..model import Client
-from .scope import client_scope, offline_access_granted
+from .scope import client_scope
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -37,10 +37,14 @@ class Policy:
 
     ``asks_<hook>`` is true when the host overrides that hook. The token path's own call
     sites test it and then call the host's hook (``hooks``) or, when false, answer with the
-    default directly (``registered_client``,
-    ``client_scope``, ``offline_access_granted``, no extra claims, an active subject): an
-    awaited call costs more time than its instructions on some CPUs, even compiled
-    (benchmarks/README.md, "Compiled and pure"). The async methods serve the rest.
+    default directly (``registered_client``, ``client_scope``, ``offline_access_granted``,
+    no extra claims, an active subject): an awaited call costs more time than its
+    instructions on some CPUs, even compiled (benchmarks/README.md, "Compiled and pure").
+    The async methods serve the call sites off the token path. ``access_token_claims``,
+    ``id_token_claims`` and ``issue_refresh_token`` have only their flag: one call site
+    each (``tokens.mint_access_token``, ``id_token.mint_id_token``,
+    ``authorization_code.first_refresh_token``), tested against ``Hooks`` by
+    tests/core/test_policy.py.
     """
 
     __slots__ = (
@@ -79,23 +83,6 @@ class Policy:
         if self.asks_authorize_scope:
             return await self.hooks.authorize_scope(client, requested, grant_type=grant_type, subject=subject)
         return client_scope(client, requested)
-
-    async def access_token_claims(self, client: Client, subject: str, scope: tuple[str, ...]) -> Mapping[str, Any]:
-        if self.asks_access_token_claims:
-            return await self.hooks.access_token_claims(client, subject, scope)
-        return {}
-
-    async def id_token_claims(
-        self, client: Client, subject: str, scope: tuple[str, ...], requested_claims: Mapping[str, Any] | None
-    ) -> Mapping[str, Any]:
-        if self.asks_id_token_claims:
-            return await self.hooks.id_token_claims(client, subject, scope, requested_claims)
-        return {}
-
-    async def issue_refresh_token(self, client: Client, scope: tuple[str, ...]) -> bool:
-        if self.asks_issue_refresh_token:
-            return await self.hooks.issue_refresh_token(client, scope)
-        return offline_access_granted(scope)
 
     async def subject_active(self, subject: str) -> bool:
         if self.asks_subject_active:

@@ -3,14 +3,18 @@ the host overrides (subclass or instance) is always asked."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
-from attesto_asgi import Client, Config, Hooks, OAuthError, TokenRequest, issue
+from attesto_asgi import Client, Config, Hooks, Issued, OAuthError, TokenRequest, issue, issue_code
 from attesto_asgi.core.policy import Policy, overrides
+from tests.core.grants.authcode_helpers import SPA_REDIRECT
+from tests.helpers import jwt_claims
 
 # The hooks the core asks through Policy; the others it asks through Config.hooks.
 ASKED_DIRECTLY = {"on_event", "authorize_exchange", "verify_external_token"}
@@ -21,11 +25,11 @@ def hook_names() -> set[str]:
 
 
 def test_every_hook_is_answered_by_policy_or_asked_directly() -> None:
-    # A new hook on Hooks needs a decision: a Policy method, or a direct call (and this set).
+    # A new hook on Hooks needs a decision: an asks_ flag (and a default at its call sites,
+    # tested below against Hooks), or a direct call (and this set).
     answered = {n.removeprefix("asks_") for n in dir(Policy) if n.startswith("asks_")}
     assert answered | ASKED_DIRECTLY == hook_names()
     assert not answered & ASKED_DIRECTLY
-    assert all(callable(getattr(Policy, n)) for n in answered)
 
 
 def test_asks_flags_name_exactly_the_overridden_hooks(config: Config) -> None:
@@ -91,7 +95,6 @@ async def test_a_kept_hook_answers_exactly_as_hooks_does(
     client = config.client(client_id)
     assert client is not None
     hooks, policy = Hooks(), Policy(Hooks(), {c.client_id: c for c in config.clients})
-    scope = requested or ()
     pairs: list[tuple[Callable[[], Any], Callable[[], Any]]] = [
         (lambda: hooks.load_client(config, client.client_id), lambda: policy.load_client(config, client.client_id)),
         (lambda: hooks.load_client(config, "unknown"), lambda: policy.load_client(config, "unknown")),
@@ -99,19 +102,85 @@ async def test_a_kept_hook_answers_exactly_as_hooks_does(
             lambda: hooks.authorize_scope(client, requested, grant_type="client_credentials", subject="s"),
             lambda: policy.authorize_scope(client, requested, grant_type="client_credentials", subject="s"),
         ),
-        (
-            lambda: hooks.access_token_claims(client, "alice", scope),
-            lambda: policy.access_token_claims(client, "alice", scope),
-        ),
-        (
-            lambda: hooks.id_token_claims(client, "alice", scope, None),
-            lambda: policy.id_token_claims(client, "alice", scope, None),
-        ),
-        (lambda: hooks.issue_refresh_token(client, scope), lambda: policy.issue_refresh_token(client, scope)),
         (lambda: hooks.subject_active("alice"), lambda: policy.subject_active("alice")),
     ]
     for by_hooks, by_policy in pairs:
         assert await answer(by_policy) == await answer(by_hooks)
+
+
+class Delegating(Hooks):
+    """Overrides the hooks that have only a flag, each answering as ``Hooks`` does."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def access_token_claims(self, client: Client, subject: str, scope: tuple[str, ...]) -> Mapping[str, Any]:
+        self.asked.append("access_token_claims")
+        return await super().access_token_claims(client, subject, scope)
+
+    async def id_token_claims(
+        self, client: Client, subject: str, scope: tuple[str, ...], requested_claims: Mapping[str, Any] | None
+    ) -> Mapping[str, Any]:
+        self.asked.append("id_token_claims")
+        return await super().id_token_claims(client, subject, scope, requested_claims)
+
+    async def issue_refresh_token(self, client: Client, scope: tuple[str, ...]) -> bool:
+        self.asked.append("issue_refresh_token")
+        return await super().issue_refresh_token(client, scope)
+
+
+# The claims that differ between two otherwise identical issues: random or derived from one.
+PER_TOKEN = {"jti", "at_hash", "c_hash", "fid", "sid"}
+
+
+async def redeem_and_rotate(config: Config, scope: str) -> tuple[Any, ...]:
+    """What a code redemption and, where a refresh token came with it, a rotation return,
+    less the per-token values: which fields, the access and ID token claims."""
+    verifier = "v" * 43
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    spa = config.client("spa")
+    assert spa is not None
+    code = await issue_code(
+        config,
+        client_id="spa",
+        redirect_uri=SPA_REDIRECT,
+        subject="alice",
+        scope=scope,
+        code_challenge=challenge,
+        auth_time=config.clock() - 5,
+        nonce="n-1",
+    )
+    params = {"code": code, "redirect_uri": SPA_REDIRECT, "code_verifier": verifier}
+    first = await issue(config, TokenRequest(client=spa, grant_type="authorization_code", params=params))
+    assert isinstance(first, Issued), first
+    answers: list[Any] = [sorted(first.body), stable(first.body["access_token"])]
+    if "id_token" in first.body:
+        answers.append(stable(first.body["id_token"]))
+    if "refresh_token" in first.body:
+        params = {"refresh_token": first.body["refresh_token"]}
+        second = await issue(config, TokenRequest(client=spa, grant_type="refresh_token", params=params))
+        assert isinstance(second, Issued), second
+        answers += [sorted(second.body), stable(second.body["access_token"])]
+    return tuple(answers)
+
+
+def stable(token: str) -> dict[str, Any]:
+    return {k: v for k, v in jwt_claims(token).items() if k not in PER_TOKEN}
+
+
+@pytest.mark.parametrize("scope", ["openid", "openid offline_access", "offline_access", "openid profile", "profile"])
+async def test_the_call_sites_of_a_kept_hook_answer_as_hooks_does(
+    make_config: Callable[..., Config], scope: str
+) -> None:
+    # access_token_claims, id_token_claims and issue_refresh_token have no Policy method:
+    # their defaults live at their call sites, which must give what Hooks gives.
+    delegating = Delegating()
+    kept, asked = make_config(), make_config(hooks=delegating)
+    assert not kept._policy.asks_issue_refresh_token
+    assert asked._policy.asks_issue_refresh_token
+    assert await redeem_and_rotate(kept, scope) == await redeem_and_rotate(asked, scope)
+    assert {"access_token_claims", "issue_refresh_token"} <= set(delegating.asked)
+    assert ("id_token_claims" in delegating.asked) == ("openid" in scope.split())
 
 
 class Recording(Hooks):
