@@ -11,6 +11,7 @@ import time
 
 import pytest
 from attesto_asgi_redis import RedisStore
+from attesto_asgi_redis._store import _MAX_PENDING
 
 from attesto_asgi import StoreUnavailable
 from attesto_asgi._secrets import new_id
@@ -54,6 +55,36 @@ async def test_a_lone_operation_is_one_pipeline(redis_store: RedisStore) -> None
     assert redis_store.pipelines_sent - before == 1
 
 
+def _senders_seen(store: RedisStore) -> list[asyncio.Task[object] | None]:
+    """The task that sent each pipeline from now on."""
+    seen: list[asyncio.Task[object] | None] = []
+    store.on_pipeline = lambda _size: seen.append(asyncio.current_task())
+    return seen
+
+
+async def test_a_lone_operation_is_sent_by_its_caller_until_operations_share_pipelines(
+    redis_store: RedisStore,
+) -> None:
+    seen = _senders_seen(redis_store)
+    me = asyncio.current_task()
+    assert await redis_store.family_revoked(new_id()) is False
+    assert await redis_store.claim_once(new_id(), 60) is True
+    assert seen == [me, me]  # no sender task: the caller sends its own operation
+    # Under load (a pipeline of more than one), operations queue for a sender even one at a
+    # time, until a sender's pipeline holds one again.
+    sizes: list[int] = []
+    redis_store.on_pipeline = sizes.append
+    assert not any(await asyncio.gather(*(redis_store.family_revoked(new_id()) for _ in range(40))))
+    assert sizes == [1, 39]  # the first went alone; the rest queued behind it and shared
+    seen = _senders_seen(redis_store)
+    for _ in range(3):
+        assert await redis_store.family_revoked(new_id()) is False
+    assert seen[0] is not me
+    assert seen[1:] == [me, me]
+    assert not redis_store._senders
+    assert not redis_store._alone
+
+
 async def test_errors_stay_per_operation(redis_store: RedisStore) -> None:
     now = time.time()
     good = [make_refresh(now, ttl=LONG) for _ in range(5)]
@@ -69,7 +100,9 @@ async def test_errors_stay_per_operation(redis_store: RedisStore) -> None:
         *(redis_store.get_refresh(r.family_id, r.token_hash) for r in good[3:]),
         return_exceptions=True,
     )
-    assert redis_store.pipelines_sent - before == 1  # all six in one pipeline
+    # The first went alone (its caller sent it at once); the other five, the failing one
+    # among them, queued behind it and shared one pipeline.
+    assert redis_store.pipelines_sent - before == 2
     assert isinstance(results[3], Exception)
     assert "WRONGTYPE" in str(results[3])
     others = results[:3] + results[4:]
@@ -94,7 +127,9 @@ async def test_noscript_after_script_flush_is_recovered_for_every_operation(redi
     assert results[: len(records)] == [Rotated(record=r) for r in records]
     assert results[len(records)] == code
     assert results[-1] is False
-    assert redis_store.pipelines_sent - before == 2  # NOSCRIPT round, then load-and-resend
+    # The first operation went alone, the other 21 queued behind it and shared a pipeline:
+    # each pipeline had a NOSCRIPT round, then its load-and-resend.
+    assert redis_store.pipelines_sent - before == 4
     assert await redis_store.take_code(code.code_hash) == CodeReused(family_id=code.family_id, client_id=code.client_id)
     again = await redis_store.rotate_refresh(
         records[0].family_id, records[0].token_hash, successor_of(records[0], now), None
@@ -105,14 +140,16 @@ async def test_noscript_after_script_flush_is_recovered_for_every_operation(redi
 async def test_cancelled_before_send_is_dropped(redis_store: RedisStore) -> None:
     record = make_refresh(time.time(), ttl=LONG)
     before = redis_store.pipelines_sent
+    lone = asyncio.ensure_future(redis_store.family_revoked(new_id()))
     task = asyncio.ensure_future(redis_store.put_refresh(record))
-    await asyncio.sleep(0)  # the task queues its operation; the sender has not run yet
-    assert redis_store.pipelines_sent == before
+    await asyncio.sleep(0)  # the lone one is sent; the put queues, and its sender has not run
+    assert redis_store.pipelines_sent == before + 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0)  # the sender runs: it finds only a cancelled operation
-    assert redis_store.pipelines_sent == before  # nothing was sent
+    assert await lone is False
+    assert redis_store.pipelines_sent == before + 1  # the put was never sent
     assert not redis_store._senders
     assert await redis_store.get_refresh(record.family_id, record.token_hash) is None
 
@@ -120,9 +157,12 @@ async def test_cancelled_before_send_is_dropped(redis_store: RedisStore) -> None
 async def test_cancelled_after_send_completes_as_a_unit(redis_server: RedisServer) -> None:
     store = RedisStore(f"{redis_server.url}/0?prefix=t{new_id()}")
     record = make_refresh(time.time(), ttl=LONG)
+    lone = asyncio.ensure_future(store.family_revoked(new_id()))
+    await asyncio.sleep(0)  # sent alone: the put queues for a sender task
     sent = _sent(store)
     task = asyncio.ensure_future(store.put_refresh(record))
     await sent.wait()  # the put has left the queue: it is sent
+    assert await lone is False
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -134,6 +174,70 @@ async def test_cancelled_after_send_completes_as_a_unit(redis_server: RedisServe
         assert found.token_hash == record.token_hash
     finally:
         await check.aclose()
+
+
+async def test_a_lone_operation_cancelled_after_its_write_runs_and_the_store_goes_on(
+    redis_store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert await redis_store.family_revoked(new_id()) is False  # a connection kept
+    record = make_refresh(time.time(), ttl=LONG)
+    sent = _sent(redis_store)
+    task = asyncio.ensure_future(redis_store.put_refresh(record))
+    await sent.wait()  # its caller sends it alone, on the kept connection: written, unanswered
+    assert redis_store._alone
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Written before the cancel, so it ran in Redis; its reply went unread, so that
+    # connection was closed, not kept. Nothing is left in flight or holding room.
+    assert not redis_store._alone
+    assert not redis_store._idle
+    assert redis_store._room._value == _MAX_PENDING
+    assert "unavailable" not in caplog.text  # a cancellation is not an outage
+    found = await redis_store.get_refresh(record.family_id, record.token_hash)
+    assert found is not None
+    assert found.token_hash == record.token_hash
+
+
+async def test_aclose_waits_for_a_lone_operation_in_flight(redis_server: RedisServer) -> None:
+    store = RedisStore(f"{redis_server.url}/0?prefix=t{new_id()}")
+    record = make_refresh(time.time(), ttl=LONG)
+    sent = _sent(store)
+    task = asyncio.ensure_future(store.put_refresh(record))
+    await sent.wait()
+    assert store._alone
+    await store.aclose()
+    assert task.done()
+    assert task.result() is True
+
+
+async def test_with_one_pipeline_what_queued_behind_a_lone_operation_is_sent(redis_server: RedisServer) -> None:
+    store = RedisStore(f"{redis_server.url}/0?prefix=t{new_id()}", pipelines=1)
+    sizes: list[int] = []
+    store.on_pipeline = sizes.append
+    try:
+        async with asyncio.timeout(10):  # no sender may start while the lone one is in flight
+            assert not any(await asyncio.gather(*(store.family_revoked(new_id()) for _ in range(3))))
+        assert sizes == [1, 2]
+    finally:
+        await store.aclose()
+
+
+async def test_a_lone_idempotent_operation_is_sent_again_after_a_restart(private_redis: RedisServer) -> None:
+    store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=2")
+    try:
+        assert await store.family_revoked(new_id()) is False  # a connection kept
+        private_redis.stop()
+        private_redis.start()  # the kept connection is closed: its next pipeline fails
+        seen = _senders_seen(store)
+        async with asyncio.timeout(10):
+            assert await store.family_revoked(new_id()) is False
+        # Sent alone and lost; idempotent, so queued again once and sent by a sender task.
+        assert len(seen) == 2
+        assert seen[0] is asyncio.current_task()
+        assert seen[1] is not seen[0]
+    finally:
+        await store.aclose()
 
 
 async def test_aclose_answers_everything_queued(redis_server: RedisServer) -> None:
