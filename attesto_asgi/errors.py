@@ -7,6 +7,7 @@ audit event's internal reason. The HTTP status follows from the code.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 __all__ = [
@@ -63,6 +64,16 @@ _DEFAULT_DESCRIPTION: Final[dict[str, str]] = {
 }
 
 
+# RFC 6749 §5.2: error_description "MUST NOT include characters outside the set %x20-21 /
+# %x23-5B / %x5D-7E" (printable ASCII but '"' and '\').
+_NOT_DESCRIPTION_CHAR: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _description(text: str) -> str:
+    """``text`` with every character RFC 6749 §5.2 forbids in a description made ``?``."""
+    return _NOT_DESCRIPTION_CHAR.sub("?", text)
+
+
 _EXCEPTION_ATTRS: Final = frozenset({"__notes__", "__traceback__", "__cause__", "__context__", "__suppress_context__"})
 
 
@@ -90,7 +101,7 @@ class OAuthError(Exception):
         status: int | None = None,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        desc = description if description is not None else _DEFAULT_DESCRIPTION.get(error, "")
+        desc = _description(description) if description is not None else _DEFAULT_DESCRIPTION.get(error, "")
         object.__setattr__(self, "error", error)
         object.__setattr__(self, "description", desc)
         object.__setattr__(self, "detail", detail if detail is not None else desc)

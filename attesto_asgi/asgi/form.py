@@ -24,6 +24,7 @@ __all__ = ["MULTI_VALUED", "BodyTooLarge", "Form", "parse_form", "read_body"]
 MULTI_VALUED: Final = frozenset({"resource", "audience"})
 MAX_FIELDS: Final = 64
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_SHOWN_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Every two hex digits (either case) -> the character of the octet they name.
 _OCTET: Final = {a + b: chr(int(a + b, 16)) for a in string.hexdigits for b in string.hexdigits}
 
@@ -130,7 +131,9 @@ def parse_form(body: bytes) -> Form:
                 multi.setdefault(name, []).append(value)
             continue
         if name in seen:
-            raise OAuthError(INVALID_REQUEST, f"The {name} parameter is repeated.", detail=f"duplicate {name}")
+            # Named back only when it is a plausible parameter name, not whatever was sent.
+            shown = f"The {name} parameter" if _SHOWN_NAME.fullmatch(name) else "A parameter"
+            raise OAuthError(INVALID_REQUEST, f"{shown} is repeated.", detail=f"duplicate {name!r}")
         seen.add(name)
         if value:
             params[name] = value

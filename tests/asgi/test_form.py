@@ -54,6 +54,21 @@ def test_malformed_forms_are_invalid_request(body: bytes) -> None:
     assert info.value.error == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    ("body", "description"),
+    [
+        (b"scope=a&scope=b", "The scope parameter is repeated."),
+        (b"%C3%BC=1&%C3%BC=2", "A parameter is repeated."),  # named back only in plain ASCII
+        (b"a%22b=1&a%22b=2", "A parameter is repeated."),
+        (b"x" * 65 + b"=1&" + b"x" * 65 + b"=2", "A parameter is repeated."),
+    ],
+)
+def test_a_repeated_parameter_is_named_back_only_when_its_name_is_plain(body: bytes, description: str) -> None:
+    with pytest.raises(OAuthError) as info:
+        parse_form(body)
+    assert info.value.description == description
+
+
 def reference(body: bytes) -> tuple[dict[str, str], dict[str, tuple[str, ...]]] | None:
     """What parse_form must answer, written plainly on parse_qsl: None where it must refuse.
     Stricter than parse_qsl in one way: a "%" not followed by two hex digits is refused,
