@@ -1,6 +1,7 @@
-"""The token endpoint under arbitrary requests: every refusal is a precise RFC 6749 §5.2
-error (never a 5xx), changes no stored state, and repeats no credential it was sent, in its
-body or in an event."""
+"""The token, revocation and introspection endpoints under arbitrary requests: every
+refusal is a precise RFC 6749 §5.2 error (never a 5xx), no request that carries nothing
+ever issued changes stored state, and no credential sent comes back, in a response body or
+in an event."""
 
 from __future__ import annotations
 
@@ -181,9 +182,18 @@ async def seeded(make_config: Callable[..., Config], clock: FakeClock) -> tuple[
     return config, hooks, app, family_id
 
 
-def test_a_refused_token_request_is_an_oauth_error_that_changes_nothing(
-    make_config: Callable[..., Config], clock: FakeClock
+def run_property(
+    make_config: Callable[..., Config],
+    clock: FakeClock,
+    path: str,
+    forms: Callable[[str], st.SearchStrategy[list[tuple[str, str]]]],
+    errors: set[str],
+    on_success: Callable[[httpx.Response], None],
 ) -> None:
+    """Post the requests ``forms`` draws to ``path`` and check every answer: a success
+    ``on_success`` accepts and that changes nothing, or a refusal whose code is in ``errors``
+    (400, or 401 with WWW-Authenticate), that changes nothing either and repeats no
+    credential it was sent."""
     with asyncio.Runner() as runner:
         config, hooks, app, family_id = runner.run(seeded(make_config, clock))
         store = config.store
@@ -199,7 +209,7 @@ def test_a_refused_token_request_is_an_oauth_error_that_changes_nothing(
                 headers["authorization"] = auth
             body = raw if raw is not None else urlencode(fields).encode()
             async with http_client(app) as http:
-                return await http.post(TOKEN_URL, content=body, headers=headers)
+                return await http.post(path, content=body, headers=headers)
 
         @settings(
             max_examples=400,
@@ -207,7 +217,7 @@ def test_a_refused_token_request_is_an_oauth_error_that_changes_nothing(
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
         @given(
-            fields=st.one_of(shaped(family_id), shaped(family_id), shaped(family_id), FIELDS),
+            fields=st.one_of(forms(family_id), forms(family_id), forms(family_id), FIELDS),
             auth=st.one_of(st.none(), st.none(), st.none(), AUTH),
             raw=st.one_of(st.none(), st.none(), st.none(), st.binary(max_size=200)),
         )
@@ -215,21 +225,22 @@ def test_a_refused_token_request_is_an_oauth_error_that_changes_nothing(
             hooks.events.clear()
             r = runner.run(post(fields, auth, raw))
             assert r.status_code < 500, r.text
-            if r.status_code == 200:  # svc's right secret and a client_credentials grant
-                assert r.json()["token_type"] == "Bearer"
-                return
-            assert r.status_code in (400, 401), r.text
-            assert r.headers["content-type"].startswith("application/json")
-            error = r.json()["error"]
-            assert error in TOKEN_ERRORS, r.text
-            # RFC 6749 §5.2: error_description is printable ASCII but '"' and '\'.
-            assert DESCRIPTION.fullmatch(r.json().get("error_description", "")), r.text
-            if r.status_code == 401:
-                # RFC 6749 §5.2: a failed Authorization-header authentication is a 401 with
-                # WWW-Authenticate.
-                assert error == "invalid_client"
-                assert "www-authenticate" in r.headers
-            # A refusal leaves every code, tombstone, refresh token and revocation as it was.
+            if r.status_code == 200:
+                on_success(r)
+            else:
+                assert r.status_code in (400, 401), r.text
+                assert r.headers["content-type"].startswith("application/json")
+                error = r.json()["error"]
+                assert error in errors, r.text
+                # RFC 6749 §5.2: error_description is printable ASCII but '"' and '\'.
+                assert DESCRIPTION.fullmatch(r.json().get("error_description", "")), r.text
+                if r.status_code == 401:
+                    # RFC 6749 §5.2: a failed Authorization-header authentication is a 401
+                    # with WWW-Authenticate.
+                    assert error == "invalid_client"
+                    assert "www-authenticate" in r.headers
+            # Nothing valid was ever sent: every code, tombstone, refresh token and
+            # revocation stays as it was.
             assert snapshot(store) == before
             # Nothing sent as a credential comes back, in the body or in an event.
             recorded = r.text + "".join(repr(e) for e in hooks.events)
@@ -237,3 +248,53 @@ def test_a_refused_token_request_is_an_oauth_error_that_changes_nothing(
             assert not leaked, (leaked, r.text)
 
         check()
+
+
+def issued_by_client_credentials(r: httpx.Response) -> None:
+    # The one request that can succeed: svc's right secret and a client_credentials grant.
+    assert r.json()["token_type"] == "Bearer"
+
+
+def test_a_refused_token_request_is_an_oauth_error_that_changes_nothing(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    run_property(make_config, clock, TOKEN_URL, shaped, TOKEN_ERRORS, issued_by_client_credentials)
+
+
+@st.composite
+def token_shaped(draw: st.DrawFn, family_id: str) -> list[tuple[str, str]]:
+    """A revocation or introspection request for a token that was never issued: shaped like
+    a code, a refresh token (of the live family too), or a JWT."""
+    family = draw(st.one_of(st.just(family_id), st.from_regex(r"[A-Za-z0-9_-]{22}", fullmatch=True)))
+    token = draw(st.one_of(CODE, st.just(f"{family}.{draw(SECRET_PART)}"), JWT_LIKE, SECRETISH))
+    fields = [("token", token), ("client_id", draw(st.sampled_from(["spa", "spa", "svc", "nobody"])))]
+    if draw(st.booleans()):
+        fields.append(("token_type_hint", draw(st.sampled_from(["access_token", "refresh_token", "id_token", "x"]))))
+    kept = [f for i, f in enumerate(fields) if i == 0 or draw(st.integers(0, 3)) > 0]
+    extras = draw(st.lists(st.tuples(st.from_regex(r"x_[a-z]{1,8}", fullmatch=True), VALUES), max_size=2))
+    return draw(st.permutations(kept + extras))
+
+
+def revoked_nothing(r: httpx.Response) -> None:
+    # RFC 7009 §2.2: an invalid token is answered 200 too (and nothing is revoked).
+    assert r.content in (b"", b"{}"), r.text
+
+
+def inactive(r: httpx.Response) -> None:
+    # RFC 7662 §2.2: a token that is not active is {"active": false}, and nothing more.
+    assert r.json() == {"active": False}, r.text
+
+
+def test_a_revocation_of_an_unissued_token_changes_nothing(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    # RFC 7009 §2.2.1 adds unsupported_token_type to RFC 6749 §5.2's codes.
+    errors = {"invalid_request", "invalid_client", "unauthorized_client", "unsupported_token_type"}
+    run_property(make_config, clock, "/oauth/revoke", token_shaped, errors, revoked_nothing)
+
+
+def test_an_introspection_of_an_unissued_token_changes_nothing(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    errors = {"invalid_request", "invalid_client", "unauthorized_client"}
+    run_property(make_config, clock, "/oauth/introspect", token_shaped, errors, inactive)
