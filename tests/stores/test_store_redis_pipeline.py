@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import time
 
@@ -238,6 +239,34 @@ async def test_a_lone_idempotent_operation_is_sent_again_after_a_restart(private
         assert seen[1] is not seen[0]
     finally:
         await store.aclose()
+
+
+async def test_lone_and_shared_operations_cancelled_at_random_keep_the_books(redis_store: RedisStore) -> None:
+    # Bursts and lone operations, some cancelled before, during or after their send: each
+    # answers or is cancelled, and afterwards nothing is in flight, queued or holding room.
+    rng = random.Random(20261129)
+    for _ in range(60):
+        keys = [new_id() for _ in range(rng.choice([1, 1, 1, 2, 5, 40]))]
+        tasks = [asyncio.ensure_future(redis_store.claim_once(k, 60)) for k in keys]
+        if rng.random() < 0.5:
+            for _ in range(rng.randint(0, 3)):
+                await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(rng.random() / 2000)  # up to 0.5 ms: some replies are awaited
+        for task in tasks:
+            if rng.random() < 0.3:
+                task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(r is True or isinstance(r, asyncio.CancelledError) for r in results), results
+    while redis_store._senders:  # a sender still reading the replies of cancelled callers
+        await asyncio.gather(*redis_store._senders)
+    assert redis_store._room._value == _MAX_PENDING
+    assert not redis_store._queue
+    assert not redis_store._alone
+    assert redis_store._starting == 0
+    key = new_id()
+    assert await redis_store.claim_once(key, 60) is True
+    assert await redis_store.claim_once(key, 60) is False
 
 
 async def test_aclose_answers_everything_queued(redis_server: RedisServer) -> None:
