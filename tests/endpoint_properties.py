@@ -256,9 +256,11 @@ def run_property(
                 assert error in errors, r.text
                 # RFC 6749 §5.2: error_description is printable ASCII but '"' and '\'.
                 assert DESCRIPTION.fullmatch(r.json().get("error_description", "")), r.text
+                # RFC 6749 §5.2: a failed Authorization-header authentication is a 401 with
+                # WWW-Authenticate; a 401 is that and nothing else.
+                if error == "invalid_client" and auth is not None:
+                    assert r.status_code == 401, r.text
                 if r.status_code == 401:
-                    # RFC 6749 §5.2: a failed Authorization-header authentication is a 401
-                    # with WWW-Authenticate.
                     assert error == "invalid_client"
                     assert "www-authenticate" in r.headers
             # Nothing valid was ever sent: every code, tombstone, refresh token and
