@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attesto_asgi import Client, Config, Hooks, MemoryStore, OAuthError, issue_code
 from attesto_asgi._secrets import token_hash
@@ -219,3 +223,96 @@ async def test_hook_loaded_clients_are_used(make_config: Callable[..., Config], 
     config = make_config(hooks=DynamicClients())
     record = await stored(config, await code_for(config, clock, client_id="dyn", scope="openid"))
     assert record.client_id == "dyn"
+
+
+# RFC 6749 §4.1.2.1's codes, and §5.2's error_description characters.
+AUTHORIZATION_ERRORS = {"invalid_request", "unauthorized_client", "invalid_scope", "invalid_target"}
+DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+CLAIMS = st.dictionaries(
+    st.sampled_from(["id_token", "userinfo", "x"]),
+    st.one_of(
+        st.text(max_size=5),
+        st.dictionaries(
+            st.text(max_size=6),
+            st.one_of(
+                st.none(),
+                st.text(max_size=5),
+                st.dictionaries(st.sampled_from(["essential", "value", "values"]), st.one_of(st.booleans(), st.text())),
+            ),
+            max_size=2,
+        ),
+    ),
+    max_size=2,
+)
+
+
+def mostly(valid: Any, other: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``valid`` three times in four: requests mostly one mistake away from being accepted."""
+    return st.one_of(st.just(valid), st.just(valid), st.just(valid), other)
+
+
+@st.composite
+def authorization_requests(draw: st.DrawFn) -> dict[str, Any]:
+    client_id = draw(st.sampled_from(["spa", "spa", "web", "legacy", "oauth-app", "svc", "nobody"]))
+    registered = WEB_REDIRECT if client_id in ("web", "legacy") else SPA_REDIRECT
+    wrong_uri = st.sampled_from([SPA_REDIRECT, WEB_REDIRECT, registered + "/", registered.upper()])
+    scope = st.one_of(
+        st.none(),
+        st.sampled_from(["openid offline_access", "read", "openid profile email", "admin", "openid\x00"]),
+        st.text(max_size=30),
+        st.lists(st.text(max_size=10), max_size=3).map(tuple),
+    )
+    return {
+        "client_id": client_id,
+        "redirect_uri": draw(mostly(registered, st.one_of(wrong_uri, st.text(max_size=30)))),
+        "subject": "alice",
+        "scope": draw(mostly("openid", scope)),
+        "code_challenge": draw(mostly(RFC7636_CHALLENGE, st.one_of(st.none(), st.text(max_size=60)))),
+        "code_challenge_method": draw(mostly("S256", st.sampled_from(["plain", "s256", ""]))),
+        "nonce": draw(mostly(None, st.one_of(st.just(""), st.text(max_size=20), st.just("n" * 600)))),
+        "resource": draw(mostly([], st.lists(st.one_of(st.sampled_from([API, "/relative"]), st.text(max_size=20))))),
+        "claims": draw(mostly(None, CLAIMS)),
+    }
+
+
+def test_any_authorization_request_is_a_stored_code_or_an_oauth_error_that_stores_nothing(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    config = make_config(clients=authcode_clients())
+    store = config.backend
+    assert isinstance(store, MemoryStore)
+    with asyncio.Runner() as runner:
+
+        @settings(max_examples=300, deadline=None)
+        @given(request=authorization_requests())
+        def check(request: dict[str, Any]) -> None:
+            before = dict(store._codes)
+            refused: Exception | None = None
+            try:
+                code = runner.run(issue_code(config, auth_time=clock.now - 10, **request))
+            except (OAuthError, ValueError) as exc:
+                refused = exc
+            if refused is not None:
+                assert store._codes == before  # a refused request stores nothing
+                if isinstance(refused, ValueError):
+                    # A host's mistake, not the client's: consented scope tokens that are empty.
+                    assert isinstance(request["scope"], tuple), refused
+                    assert "" in request["scope"], refused
+                    return
+                assert isinstance(refused, OAuthError)
+                assert refused.error in AUTHORIZATION_ERRORS, refused
+                assert DESCRIPTION.fullmatch(refused.description), refused
+                return
+            # Accepted: exactly one code more, bound to what was asked.
+            assert set(store._codes) - set(before) == {token_hash(code)}
+            record = store._codes[token_hash(code)]
+            asked = (request["client_id"], request["redirect_uri"], request["nonce"])
+            assert (record.client_id, record.redirect_uri, record.nonce) == asked
+            assert record.code_challenge in (request["code_challenge"], None)
+            # ...and never to more than the client is registered for.
+            client = config.client(request["client_id"])
+            assert client is not None
+            assert set(record.scope) <= set(client.scope)
+            assert set(record.resource) <= set(client.audiences)
+
+        check()
