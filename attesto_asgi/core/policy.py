@@ -40,7 +40,8 @@ class Policy:
     default directly (``registered_client``, ``client_scope``, ``offline_access_granted``,
     no extra claims, an active subject): an awaited call costs more time than its
     instructions on some CPUs, even compiled (benchmarks/README.md, "Compiled and pure").
-    The async methods serve the call sites off the token path. ``access_token_claims``,
+    The async methods serve the other call sites (client authentication's client lookup,
+    the authorization endpoint's, introspection's, token exchange's). ``access_token_claims``,
     ``id_token_claims`` and ``issue_refresh_token`` have only their flag: one call site
     each (``tokens.mint_access_token``, ``id_token.mint_id_token``,
     ``authorization_code.first_refresh_token``), tested against ``Hooks`` by
