@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlencode
@@ -24,7 +23,7 @@ from attesto_asgi.memory import MemoryStore
 from attesto_asgi.store import Store
 from tests.core.grants.authcode_helpers import SPA_REDIRECT, pkce_pair, spa_code
 from tests.families import FamilyHooks
-from tests.helpers import SVC_SECRET, TOKEN_URL, FakeClock, http_client, not_found_app
+from tests.helpers import ERROR_DESCRIPTION, SVC_SECRET, TOKEN_URL, FakeClock, http_client, not_found_app
 
 # RFC 6749 §5.2, and RFC 8707 §2 / RFC 8693 §2.2.2 (invalid_target).
 TOKEN_ERRORS = {
@@ -36,7 +35,6 @@ TOKEN_ERRORS = {
     "invalid_scope",
     "invalid_target",
 }
-DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 GRANTS = [
     "authorization_code",
     "refresh_token",
@@ -255,7 +253,7 @@ def run_property(
                 error = r.json()["error"]
                 assert error in errors, r.text
                 # RFC 6749 §5.2: error_description is printable ASCII but '"' and '\'.
-                assert DESCRIPTION.fullmatch(r.json().get("error_description", "")), r.text
+                assert ERROR_DESCRIPTION.fullmatch(r.json().get("error_description", "")), r.text
                 # RFC 6749 §5.2: a failed Authorization-header authentication is a 401 with
                 # WWW-Authenticate; a 401 is that and nothing else.
                 if error == "invalid_client" and auth is not None:

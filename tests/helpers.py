@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -18,6 +19,9 @@ TOKEN_URL = f"{BASE_URL}/oauth/token"
 SVC_SECRET = "svc-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 POST_SECRET = "post-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 HS_SECRET = "hs-jwt-secret-0123456789abcdefghijklmnopqrstuvwxyz0123"
+
+# RFC 6749 §5.2: an error_description holds only %x20-21 / %x23-5B / %x5D-7E.
+ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 # One private key for the private_key_jwt client, made once per test session.
 PKJWT_KEY = ECKey.generate_key("P-256")

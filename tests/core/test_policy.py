@@ -3,8 +3,6 @@ the host overrides (subclass or instance) is always asked."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,7 +11,7 @@ import pytest
 
 from attesto_asgi import Client, Config, Hooks, Issued, OAuthError, TokenRequest, issue, issue_code
 from attesto_asgi.core.policy import Policy, overrides
-from tests.core.grants.authcode_helpers import SPA_REDIRECT
+from tests.core.grants.authcode_helpers import SPA_REDIRECT, pkce_pair
 from tests.helpers import jwt_claims
 
 # The hooks the core asks through Policy; the others it asks through Config.hooks.
@@ -136,8 +134,7 @@ PER_TOKEN = {"jti", "at_hash", "c_hash", "fid", "sid"}
 async def redeem_and_rotate(config: Config, scope: str) -> tuple[Any, ...]:
     """What a code redemption and, where a refresh token came with it, a rotation return,
     less the per-token values: which fields, the access and ID token claims."""
-    verifier = "v" * 43
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    verifier, challenge = pkce_pair()
     spa = config.client("spa")
     assert spa is not None
     code = await issue_code(
