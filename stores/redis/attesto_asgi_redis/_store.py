@@ -25,7 +25,7 @@ Auto-pipelining: operations issued concurrently in one process are queued, and a
 task sends whatever is queued at that moment (at most ``_BATCH``) as one non-transactional
 pipeline on one pooled connection, then answers each caller from its own reply. A lone
 operation (nothing queued or in flight, and the last sender's pipeline held one operation)
-waits for no timer and no sender: its caller sends it (``_send_alone``). At most
+waits for no batching delay and no sender: its caller sends it (``_send_alone``). At most
 ``_PIPELINES`` pipelines are in flight at once, a lone operation counting as one;
 operations arriving meanwhile queue for the next one, and at most ``_MAX_PENDING``
 operations are queued or in flight (the rest wait, up to the pool timeout, then fail as
@@ -295,10 +295,9 @@ class RedisStore:
         self._room = asyncio.Semaphore(_MAX_PENDING)
         self._senders: set[asyncio.Task[None]] = set()
         self._starting = 0  # sender tasks created that have not taken their batch yet
-        # A lone operation's caller sends it itself (``_send_alone``): whether one is in
-        # flight, set when none is, and the size of the last pipeline a sender task sent
-        # (more than one: the store is under load, so operations go to the queue and share).
-        self._alone = False
+        # A lone operation's caller sends it itself (``_send_alone``): set while none is in
+        # flight, and the size of the last pipeline a sender task sent (more than one: the
+        # store is under load, so operations go to the queue and share).
         self._quiet = asyncio.Event()
         self._quiet.set()
         self._last_batch = 1
@@ -342,6 +341,11 @@ class RedisStore:
         self._kick()
         return future
 
+    @property
+    def _alone(self) -> bool:
+        """Whether a lone operation is in flight."""
+        return not self._quiet.is_set()
+
     def _kick(self) -> None:
         """Start a sender if operations are queued, none is starting and a pipeline is free."""
         in_flight = len(self._senders) + (1 if self._alone else 0)
@@ -355,7 +359,6 @@ class RedisStore:
         ~85 µs of client CPU an operation, docs/store.md). Operations arriving meanwhile
         queue for a sender, as they would behind a sender's pipeline."""
         op = _Op(command, asyncio.get_running_loop().create_future(), idempotent)
-        self._alone = True
         self._quiet.clear()
         try:
             await self._send([op], alone=True)
@@ -365,7 +368,6 @@ class RedisStore:
                 op.future.exception()  # retrieved: asyncio would report it lost
             raise
         finally:
-            self._alone = False
             self._quiet.set()
             self._kick()  # what queued meanwhile, and a retry ``_lost`` queued
         return await op.future  # answered, or queued again by ``_lost`` for one retry
