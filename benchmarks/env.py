@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Env", "RedisServer", "ensure_apt_tool", "ensure_store_backends", "ensure_wrk", "free_port", "machine"]
+__all__ = [
+    "Env",
+    "RedisServer",
+    "cpu_name",
+    "ensure_apt_tool",
+    "ensure_store_backends",
+    "ensure_wrk",
+    "free_port",
+    "machine",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,13 +182,28 @@ class Env:
         self._tmp.cleanup()
 
 
+def cpu_name(cpuinfo: str, fallback: str) -> str:
+    """The first CPU of a ``/proc/cpuinfo`` text: its model name, then family and model, and
+    whether it has MULX/ADX (OpenSSL's fast P-256 path). Hosts name their VMs' CPUs vaguely
+    ("AMD EPYC"), and generations of one name ran these benchmarks at different speeds."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # the first processor's block ends at its blank line
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or fallback
+    if "cpu family" not in fields or "model" not in fields:
+        return name
+    flags = set(fields.get("flags", "").split())
+    adx = "MULX/ADX" if {"bmi2", "adx"} <= flags else "no MULX/ADX"
+    return f"{name} (family {fields['cpu family']}, model {fields['model']}, {adx})"
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpu = cpu_name(Path("/proc/cpuinfo").read_text(), cpu)
     try:
         load = os.getloadavg()
     except OSError:
