@@ -56,34 +56,63 @@ async def test_a_lone_operation_is_one_pipeline(redis_store: RedisStore) -> None
     assert redis_store.pipelines_sent - before == 1
 
 
-def _senders_seen(store: RedisStore) -> list[asyncio.Task[object] | None]:
-    """The task that sent each pipeline from now on."""
-    seen: list[asyncio.Task[object] | None] = []
-    store.on_pipeline = lambda _size: seen.append(asyncio.current_task())
+def _paths_seen(store: RedisStore) -> list[tuple[asyncio.Task[object] | None, str]]:
+    """The task that wrote each pipeline from now on, and whether it went "alone" (its
+    caller sends it and reads its reply) or "queued" (a task reads the replies)."""
+    seen: list[tuple[asyncio.Task[object] | None, str]] = []
+    store.on_pipeline = lambda _size: seen.append((asyncio.current_task(), "alone" if store._alone else "queued"))
     return seen
 
 
 async def test_a_lone_operation_is_sent_by_its_caller_until_operations_share_pipelines(
     redis_store: RedisStore,
 ) -> None:
-    seen = _senders_seen(redis_store)
+    seen = _paths_seen(redis_store)
     me = asyncio.current_task()
     assert await redis_store.family_revoked(new_id()) is False
     assert await redis_store.claim_once(new_id(), 60) is True
-    assert seen == [me, me]  # no sender task: the caller sends its own operation
-    # Under load (a pipeline of more than one), operations queue for a sender even one at a
-    # time, until a sender's pipeline holds one again.
-    sizes: list[int] = []
-    redis_store.on_pipeline = sizes.append
+    assert seen == [(me, "alone"), (me, "alone")]  # no task: the caller sends its own operation
+    # Under load (a pipeline of more than one), operations queue even one at a time, until a
+    # pipeline holds one again.
+    sizes: list[tuple[int, int]] = []
+    redis_store.on_pipeline = lambda size: sizes.append((size, redis_store._out))
     assert not any(await asyncio.gather(*(redis_store.family_revoked(new_id()) for _ in range(40))))
-    assert sizes == [1, 39]  # the first went alone; the rest queued behind it and shared
-    seen = _senders_seen(redis_store)
+    # Each pipeline's size and the operations out once it is: the first went alone; a
+    # sender task took half of the load (40 / 2); the other 19, fewer than the 20 in
+    # flight, went out once the callers woken with them had run and the lone operation's
+    # pipeline was free, while the 20 were still out.
+    assert sizes == [(1, 1), (20, 21), (19, 39)]
+    seen = _paths_seen(redis_store)
     for _ in range(3):
         assert await redis_store.family_revoked(new_id()) is False
-    assert seen[0] is not me
-    assert seen[1:] == [me, me]
+    # Queued, then written in the caller's turn (nothing in flight) and read by a task.
+    assert seen == [(me, "queued"), (me, "alone"), (me, "alone")]
     assert not redis_store._senders
     assert not redis_store._alone
+
+
+async def test_under_load_the_callers_split_into_two_pipelines_that_take_turns(redis_store: RedisStore) -> None:
+    # 64 callers, each one operation at a time. Were every pipeline written by a task, it
+    # would run after all the callers woken with it and take them all: one pipeline of 64,
+    # the event loop idle while Redis runs it. Written in the callers' turn once the queue
+    # holds as much as the pipeline in flight, each is half of the callers, sent while the
+    # other half is out.
+    callers: set[asyncio.Future[None]] = set()
+    seen: list[tuple[int, int, bool]] = []
+    redis_store.on_pipeline = lambda size: seen.append((size, redis_store._out, asyncio.current_task() in callers))
+
+    async def caller() -> None:
+        for _ in range(15):
+            assert await redis_store.family_revoked(new_id()) is False
+
+    callers.update(asyncio.ensure_future(caller()) for _ in range(64))
+    await asyncio.gather(*callers)
+    assert sum(size for size, _, _ in seen) == 64 * 15
+    assert seen[0] == (1, 1, True)  # the first went alone
+    steady = seen[2:-1]  # after the first pipeline of the sender task, before the last
+    assert max(size for size, _, _ in steady) <= 32
+    turns = [s for s in steady if s == (32, 64, True)]
+    assert len(turns) >= 0.9 * len(steady), seen
 
 
 async def test_errors_stay_per_operation(redis_store: RedisStore) -> None:
@@ -102,8 +131,8 @@ async def test_errors_stay_per_operation(redis_store: RedisStore) -> None:
         return_exceptions=True,
     )
     # The first went alone (its caller sent it at once); the other five, the failing one
-    # among them, queued behind it and shared one pipeline.
-    assert redis_store.pipelines_sent - before == 2
+    # among them, queued behind it and shared two pipelines (half of the six each).
+    assert redis_store.pipelines_sent - before == 3
     assert isinstance(results[3], Exception)
     assert "WRONGTYPE" in str(results[3])
     others = results[:3] + results[4:]
@@ -128,9 +157,9 @@ async def test_noscript_after_script_flush_is_recovered_for_every_operation(redi
     assert results[: len(records)] == [Rotated(record=r) for r in records]
     assert results[len(records)] == code
     assert results[-1] is False
-    # The first operation went alone, the other 21 queued behind it and shared a pipeline:
-    # each pipeline had a NOSCRIPT round, then its load-and-resend.
-    assert redis_store.pipelines_sent - before == 4
+    # The first operation went alone, the other 21 queued behind it and shared two
+    # pipelines: each of the three had a NOSCRIPT round, then its load-and-resend.
+    assert redis_store.pipelines_sent - before == 6
     assert await redis_store.take_code(code.code_hash) == CodeReused(family_id=code.family_id, client_id=code.client_id)
     again = await redis_store.rotate_refresh(
         records[0].family_id, records[0].token_hash, successor_of(records[0], now), None
@@ -230,13 +259,44 @@ async def test_a_lone_idempotent_operation_is_sent_again_after_a_restart(private
         assert await store.family_revoked(new_id()) is False  # a connection kept
         private_redis.stop()
         private_redis.start()  # the kept connection is closed: its next pipeline fails
-        seen = _senders_seen(store)
+        seen = _paths_seen(store)
         async with asyncio.timeout(10):
             assert await store.family_revoked(new_id()) is False
-        # Sent alone and lost; idempotent, so queued again once and sent by a sender task.
-        assert len(seen) == 2
-        assert seen[0] is asyncio.current_task()
-        assert seen[1] is not seen[0]
+        # Sent alone and lost; idempotent, so queued again once and sent by a sender task
+        # (no connection kept: it checks one out of the pool).
+        assert [path for _task, path in seen] == ["alone", "queued"]
+        assert seen[0][0] is asyncio.current_task()
+        assert seen[1][0] is not seen[0][0]
+    finally:
+        await store.aclose()
+
+
+async def test_pipelines_written_on_connections_a_restart_closed_are_sent_again_if_idempotent(
+    private_redis: RedisServer,
+) -> None:
+    store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=2")
+    try:
+        now = time.time()
+        records = [make_refresh(now, ttl=LONG) for _ in range(30)]
+        assert all(await asyncio.gather(*(store.put_refresh(r) for r in records)))
+        assert len(store._idle) == 2  # both connections kept, the next pipelines written on them
+        private_redis.stop()
+        private_redis.start()  # same port, empty: the kept connections are closed
+        sizes: list[int] = []
+        store.on_pipeline = sizes.append
+        code = make_code(now)
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(
+                store.take_code(code.code_hash),  # not idempotent: its outcome is unknown
+                *(store.put_refresh(r) for r in records),  # idempotent: sent again, once
+                return_exceptions=True,
+            )
+        # The first two went out at once, one on each closed connection, and were lost.
+        assert sizes[:2] == [1, 1]
+        assert isinstance(results[0], StoreUnavailable)
+        assert results[1:] == [True] * len(records)
+        found = await asyncio.gather(*(store.get_refresh(r.family_id, r.token_hash) for r in records))
+        assert [f.token_hash if f else None for f in found] == [r.token_hash for r in records]
     finally:
         await store.aclose()
 

@@ -21,13 +21,15 @@ script's slot and Redis Cluster runs it unchanged. The one read that spans two s
 access token's revoked marker and its family's) is two single-key commands queued together,
 so they share one pipeline's round trip.
 
-Auto-pipelining: operations issued concurrently in one process are queued, and a sender
-task sends whatever is queued at that moment (at most ``_BATCH``) as one non-transactional
-pipeline on one pooled connection, then answers each caller from its own reply. A lone
-operation (nothing queued or in flight, and the last sender's pipeline held one operation)
-waits for no batching delay and no sender: its caller sends it (``_send_alone``). At most
-``_PIPELINES`` pipelines are in flight at once, a lone operation counting as one;
-operations arriving meanwhile queue for the next one, and at most ``_MAX_PENDING``
+Auto-pipelining: operations issued concurrently in one process are queued and go out as
+non-transactional pipelines (at most ``_BATCH`` operations each) on pooled connections;
+each caller is answered from its own reply. At most ``_PIPELINES`` pipelines are in flight
+at once. A pipeline is written in the turn of the event loop that queued its operations,
+once a pipeline is free and the queue holds an even share of the load (``_kick``), so that
+Redis runs one pipeline while the event loop runs the callers of another; a task per
+pipeline reads its replies. A lone operation (nothing queued or in flight, and the last
+pipeline held one operation) waits for no batching delay and no task: its caller sends it
+(``_send_alone``), counting as one pipeline in flight. At most ``_MAX_PENDING``
 operations are queued or in flight (the rest wait, up to the pool timeout, then fail as
 unavailable). Each script is atomic on its own in Redis;
 a pipeline only shares the round trip, so every operation keeps its own semantics, its own
@@ -296,11 +298,15 @@ class RedisStore:
         self._senders: set[asyncio.Task[None]] = set()
         self._starting = 0  # sender tasks created that have not taken their batch yet
         # A lone operation's caller sends it itself (``_send_alone``): set while none is in
-        # flight, and the size of the last pipeline a sender task sent (more than one: the
+        # flight, and the size of the last pipeline taken off the queue (more than one: the
         # store is under load, so operations go to the queue and share).
         self._quiet = asyncio.Event()
         self._quiet.set()
         self._last_batch = 1
+        # Operations taken off the queue and not yet answered (in pipelines in flight), and
+        # whether a ``_flush`` is due.
+        self._out = 0
+        self._flushing = False
         # Connections kept between pipelines (at most one per sender): taking one from the
         # pool and giving it back costs more than the round trip's own work (a lock and the
         # pool's bookkeeping), about 45 µs a pipeline when requests come one at a time.
@@ -341,25 +347,85 @@ class RedisStore:
         self._kick()
         return future
 
+    def _take(self, most: int) -> list[_Op]:
+        """Up to ``most`` queued operations, oldest first, now out; a cancelled one is dropped."""
+        batch: list[_Op] = []
+        while self._queue and len(batch) < most:
+            op = self._queue.popleft()
+            if op.future.done():  # cancelled before it was sent: dropped
+                self._room.release()
+                continue
+            batch.append(op)
+        if batch:
+            self._out += len(batch)
+            self._last_batch = len(batch)
+        return batch
+
+    def _share(self, in_flight: int) -> int:
+        """The size of the ``in_flight``-th pipeline in flight: an even share of what is
+        queued and out, rounded up for the last pipeline free (so that an odd number still
+        goes out at once in two) and down for another."""
+        total = len(self._queue) + self._out
+        share = -(-total // self._pipelines) if in_flight >= self._pipelines else total // self._pipelines
+        return min(self._batch, max(1, share))
+
     @property
     def _alone(self) -> bool:
         """Whether a lone operation is in flight."""
         return not self._quiet.is_set()
 
-    def _kick(self) -> None:
-        """Start a sender if operations are queued, none is starting and a pipeline is free."""
+    def _flush(self) -> None:
+        """What queued in one turn of the event loop goes out, share or not."""
+        self._flushing = False
+        self._kick(force=True)
+
+    def _kick(self, force: bool = False) -> None:
+        """Send what is queued while a pipeline is free, written now on a kept connection.
+
+        Written in the caller's turn, not by a sender task: a task runs only after every
+        caller already woken, so under load all of them queued first and went out as one
+        pipeline, and the event loop sat idle while Redis ran it (a fifth of the time with 64
+        rotations in flight). With a pipeline in flight, the next waits until the queue holds
+        as much as each pipeline in flight, or until the callers woken in this turn have all
+        run (``_flush``): the load splits into even shares, and Redis runs one while the loop
+        runs the callers of another. Without a kept connection, a sender task checks one out
+        of the pool.
+        """
         in_flight = len(self._senders) + (1 if self._alone else 0)
-        if self._queue and self._starting == 0 and in_flight < self._pipelines:
-            self._starting += 1
-            self._senders.add(asyncio.get_running_loop().create_task(self._drain()))
+        while self._queue and in_flight < self._pipelines:
+            if not force and in_flight and len(self._queue) * in_flight < self._out:
+                if not self._flushing:
+                    self._flushing = True
+                    asyncio.get_running_loop().call_soon(self._flush)
+                return  # less queued than each pipeline in flight holds
+            writer = getattr(self._idle[-1], "_writer", None) if self._idle else None
+            if writer is None or writer.is_closing():
+                if self._starting == 0:  # a sender task checks a connection out (or fails it)
+                    self._starting += 1
+                    self._senders.add(asyncio.get_running_loop().create_task(self._sender()))
+                return
+            batch = self._take(self._share(in_flight + 1))
+            if not batch:
+                return
+            # The task reads the replies (or, should the write fail, fails the batch).
+            self._senders.add(asyncio.get_running_loop().create_task(self._sender(batch, self._idle.pop())))
+            writer.write(b"".join([_pack_command(op.command) for op in batch]))
+            self._count(len(batch))
+            in_flight += 1
+
+    def _count(self, size: int) -> None:
+        self.pipelines_sent += 1
+        if self.on_pipeline is not None:
+            self.on_pipeline(size)
 
     async def _send_alone(self, command: tuple[EncodableT, ...], idempotent: bool) -> Any:
         """Send a lone operation from its caller's task, as a pipeline of one: no sender task
         to create and wake, and its reply needs no future to come back through (~12 µs of
         ~85 µs of client CPU an operation, docs/store.md). Operations arriving meanwhile
-        queue for a sender, as they would behind a sender's pipeline."""
+        queue, as they would behind any pipeline."""
         op = _Op(command, asyncio.get_running_loop().create_future(), idempotent)
         self._quiet.clear()
+        self._out += 1
         try:
             await self._send([op], alone=True)
         except BaseException:
@@ -400,75 +466,74 @@ class RedisStore:
         else:
             op.future.set_result(reply)
 
-    async def _drain(self) -> None:
-        """One sender: send what is queued now as one pipeline, until the queue is empty."""
-        starting = True
+    async def _sender(self, batch: list[_Op] | None = None, written: Any = None) -> None:
+        """One pipeline in flight: ``batch``, written on the connection ``written`` by
+        ``_kick``, or (``None``) a share of the queue taken now and sent on a connection
+        from the pool. Then what queued meanwhile goes out."""
         try:
-            while self._queue:
-                batch: list[_Op] = []
-                while self._queue and len(batch) < self._batch:
-                    op = self._queue.popleft()
-                    if op.future.done():  # cancelled before it was sent: dropped
-                        self._room.release()
-                        continue
-                    batch.append(op)
-                if starting:
-                    starting = False
-                    self._starting -= 1
-                if batch:
-                    self._last_batch = len(batch)
-                    await self._send(batch)
-        finally:
-            if starting:
+            if batch is None:
                 self._starting -= 1
+                batch = self._take(self._share(len(self._senders) + (1 if self._alone else 0)))
+                self._kick()
+            if batch:
+                await self._send(batch, written=written)
+        finally:
             # Leave the set now, not in a done callback: between this sender's last look at
-            # the queue and a callback, a new operation would find no sender to start.
+            # the queue and a callback, a new operation would find no pipeline free.
             task = asyncio.current_task()
             if task is not None:
                 self._senders.discard(task)
+            self._kick()
 
-    async def _send(self, batch: list[_Op], *, alone: bool = False) -> None:
-        pending = batch
-        loads: list[str] = []
-        for _ in range(_NOSCRIPT_ROUNDS + 1):
-            commands: list[tuple[EncodableT, ...]] = [("SCRIPT", "LOAD", source) for source in loads]
-            commands += [op.command for op in pending]
-            self.pipelines_sent += 1
-            if self.on_pipeline is not None:
-                self.on_pipeline(len(commands))
-            try:
-                replies = await self._pipeline(commands)
-            except _UNREACHABLE as exc:
-                await self._lost(pending, exc)
-                return
-            except Exception as exc:  # any other failure of the whole pipeline: each op gets it
-                for op in pending:
-                    self._settle(op, exc)
-                return
-            except BaseException as exc:  # the sending task cancelled: outcome unknown
-                for op in pending:
-                    if alone:  # the task cancelled is the operation's caller
-                        op.future.cancel()
-                    self._settle(op, RedisConnectionError(f"pipeline abandoned: {type(exc).__name__}"))
-                raise
-            missing: list[_Op] = []
-            for op, reply in zip(pending, replies[len(loads) :], strict=True):
-                # NOSCRIPT: the script cache was flushed (a Redis restart); the script did
-                # not run, so it is safe to load it and send it again.
-                if isinstance(reply, NoScriptError) and op.command[0] == "EVALSHA":
-                    missing.append(op)
-                else:
-                    self._settle(op, reply)
-            if not missing:
-                return
-            pending = missing
-            shas = dict.fromkeys(op.command[1] for op in missing)
-            loads = [self._scripts[sha] for sha in shas if isinstance(sha, bytes) and sha in self._scripts]
-        for op in pending:
-            self._settle(op, NoScriptError("NOSCRIPT persisted after SCRIPT LOAD"))
+    async def _send(self, batch: list[_Op], *, alone: bool = False, written: Any = None) -> None:
+        """Send ``batch`` (already written on the connection ``written``, when given) as one
+        pipeline and answer each operation from its reply; the operations are no longer out
+        once answered, failed or queued again."""
+        try:
+            pending = batch
+            loads: list[str] = []
+            for _ in range(_NOSCRIPT_ROUNDS + 1):
+                commands: list[tuple[EncodableT, ...]] = [("SCRIPT", "LOAD", source) for source in loads]
+                commands += [op.command for op in pending]
+                if written is None:
+                    self._count(len(commands))
+                try:
+                    replies = await self._pipeline(commands, written)
+                except _UNREACHABLE as exc:
+                    await self._lost(pending, exc)
+                    return
+                except Exception as exc:  # any other failure of the whole pipeline: each op gets it
+                    for op in pending:
+                        self._settle(op, exc)
+                    return
+                except BaseException as exc:  # the sending task cancelled: outcome unknown
+                    for op in pending:
+                        if alone:  # the task cancelled is the operation's caller
+                            op.future.cancel()
+                        self._settle(op, RedisConnectionError(f"pipeline abandoned: {type(exc).__name__}"))
+                    raise
+                written = None
+                missing: list[_Op] = []
+                for op, reply in zip(pending, replies[len(loads) :], strict=True):
+                    # NOSCRIPT: the script cache was flushed (a Redis restart); the script did
+                    # not run, so it is safe to load it and send it again.
+                    if isinstance(reply, NoScriptError) and op.command[0] == "EVALSHA":
+                        missing.append(op)
+                    else:
+                        self._settle(op, reply)
+                if not missing:
+                    return
+                pending = missing
+                shas = dict.fromkeys(op.command[1] for op in missing)
+                loads = [self._scripts[sha] for sha in shas if isinstance(sha, bytes) and sha in self._scripts]
+            for op in pending:
+                self._settle(op, NoScriptError("NOSCRIPT persisted after SCRIPT LOAD"))
+        finally:
+            self._out -= len(batch)
 
-    async def _pipeline(self, commands: list[tuple[EncodableT, ...]]) -> list[Any]:
-        """Write ``commands`` at once on one connection, then read one reply each.
+    async def _pipeline(self, commands: list[tuple[EncodableT, ...]], written: Any = None) -> list[Any]:
+        """Write ``commands`` at once on one connection (unless ``_kick`` has written them on
+        the connection ``written``), then read one reply each.
 
         What ``pipeline(transaction=False).execute(raise_on_error=False)`` does, without its
         per-call bookkeeping: an error reply is returned in its place, a connection error or
@@ -479,7 +544,7 @@ class RedisStore:
         # A kept connection answered every reply of its last pipeline. One the server has
         # closed since (a restart, an idle timeout) fails this pipeline as a pooled one would:
         # the pool's own check cannot see the close before the event loop has read it.
-        conn = self._idle.pop() if self._idle else await self._checkout()
+        conn = written if written is not None else self._idle.pop() if self._idle else await self._checkout()
         try:
             replies: list[Any] = []
             # One deadline for the whole pipeline, its write and every reply, instead of a
@@ -489,8 +554,8 @@ class RedisStore:
             # timeout=math.inf asks for no timer per reply.
             try:
                 async with asyncio.timeout(self._timeout):
-                    # hiredis packs each command in one C call (redis.asyncio packs in Python).
-                    await conn.send_packed_command(b"".join([_pack_command(c) for c in commands]))
+                    if written is None:  # hiredis packs each command in one C call
+                        await conn.send_packed_command(b"".join([_pack_command(c) for c in commands]))
                     for _ in commands:
                         try:
                             replies.append(await conn.read_response(timeout=math.inf))
