@@ -9,10 +9,11 @@ import os
 import random
 import signal
 import time
+from typing import Any
 
 import pytest
 from attesto_asgi_redis import RedisStore
-from attesto_asgi_redis._store import _MAX_PENDING
+from attesto_asgi_redis._store import _EARLY, _MAX_PENDING
 
 from attesto_asgi import StoreUnavailable
 from attesto_asgi._secrets import new_id
@@ -85,8 +86,9 @@ async def test_a_lone_operation_is_sent_by_its_caller_until_operations_share_pip
     seen = _paths_seen(redis_store)
     for _ in range(3):
         assert await redis_store.family_revoked(new_id()) is False
-    # Queued, then written in the caller's turn (nothing in flight) and read by a task.
-    assert seen == [(me, "queued"), (me, "alone"), (me, "alone")]
+    # Queued, then written once the caller's turn of the event loop ended (by a callback,
+    # no task) and read by a task; then alone again.
+    assert seen == [(None, "queued"), (me, "alone"), (me, "alone")]
     assert not redis_store._senders
     assert not redis_store._alone
 
@@ -291,14 +293,55 @@ async def test_pipelines_written_on_connections_a_restart_closed_are_sent_again_
                 *(store.put_refresh(r) for r in records),  # idempotent: sent again, once
                 return_exceptions=True,
             )
-        # The first two went out at once, one on each closed connection, and were lost.
-        assert sizes[:2] == [1, 1]
+        # The first two pipelines went out on the two closed connections and were lost: 16
+        # operations once that many were queued (``_EARLY``), the other 15 when the turn
+        # that queued them all ended.
+        assert sizes[:2] == [_EARLY, len(records) + 1 - _EARLY]
         assert isinstance(results[0], StoreUnavailable)
         assert results[1:] == [True] * len(records)
         found = await asyncio.gather(*(store.get_refresh(r.family_id, r.token_hash) for r in records))
         assert [f.token_hash if f else None for f in found] == [r.token_hash for r in records]
     finally:
         await store.aclose()
+
+
+class _RefusingWriter:
+    """A connection's stream writer whose ``write`` raises (asyncio's never does for a
+    socket's error: it reports those to the reader)."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("refused")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
+async def test_a_pipeline_whose_write_fails_fails_as_a_lost_connection(
+    redis_store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = time.time()
+    code = make_code(now)
+    await redis_store.put_code(code)
+    records = [make_refresh(now, ttl=LONG) for _ in range(10)]
+    # A burst: the store is under load, so the next operation is queued and written by
+    # ``_kick`` on the last connection kept.
+    assert all(await asyncio.gather(*(redis_store.put_refresh(r) for r in records)))
+    refusing = redis_store._idle[-1]
+    refusing._writer = _RefusingWriter(refusing._writer)
+    async with asyncio.timeout(10):  # failed at once, not at the deadline
+        results = await asyncio.gather(
+            redis_store.take_code(code.code_hash),  # on the refusing connection: unknown outcome
+            *(redis_store.put_refresh(r) for r in records),  # idempotent: sent again
+            return_exceptions=True,
+        )
+    assert isinstance(results[0], StoreUnavailable)
+    assert results[1:] == [True] * len(records)
+    assert "a pipeline's write failed" in caplog.text
+    # The write never left: the code is still there, once.
+    assert await redis_store.take_code(code.code_hash) == code
 
 
 async def test_lone_and_shared_operations_cancelled_at_random_keep_the_books(redis_store: RedisStore) -> None:
