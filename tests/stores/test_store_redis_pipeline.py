@@ -97,8 +97,8 @@ async def test_under_load_the_callers_split_into_two_pipelines_that_take_turns(r
     # 64 callers, each one operation at a time. Were every pipeline written by a task, it
     # would run after all the callers woken with it and take them all: one pipeline of 64,
     # the event loop idle while Redis runs it. Written in the callers' turn once the queue
-    # holds as much as the pipeline in flight, each is half of the callers, sent while the
-    # other half is out.
+    # holds 16 operations and as many as the pipeline in flight, each is half of the
+    # callers, sent while the other half is out.
     callers: set[asyncio.Future[None]] = set()
     seen: list[tuple[int, int, bool]] = []
     redis_store.on_pipeline = lambda size: seen.append((size, redis_store._out, asyncio.current_task() in callers))
@@ -331,7 +331,9 @@ async def test_a_pipeline_whose_write_fails_fails_as_a_lost_connection(
     assert all(await asyncio.gather(*(redis_store.put_refresh(r) for r in records)))
     refusing = redis_store._idle[-1]
     refusing._writer = _RefusingWriter(refusing._writer)
-    async with asyncio.timeout(10):  # failed at once, not at the deadline
+    # The connection is aborted: a lost connection, so the idempotent operations are sent
+    # again (left to the deadline, every operation would fail as timed out).
+    async with asyncio.timeout(10):  # a guard against a hang, not a speed check
         results = await asyncio.gather(
             redis_store.take_code(code.code_hash),  # on the refusing connection: unknown outcome
             *(redis_store.put_refresh(r) for r in records),  # idempotent: sent again
