@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -11,7 +13,7 @@ import pytest
 from attesto_asgi_redis import RedisStore
 
 from attesto_asgi._secrets import new_id
-from tests.stores.redis_server import RedisServer
+from tests.stores.redis_server import RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +44,51 @@ def redis_cluster_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Red
                 pytest.fail("one-node redis cluster did not reach cluster_state:ok")
             time.sleep(0.05)
         yield server
+    finally:
+        server.stop()
+
+
+def _self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A P-256 certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = workdir / "cert.pem", workdir / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A redis-server that also listens with TLS: its ``rediss://`` URL and its CA file."""
+    workdir = tmp_path_factory.mktemp("redis-tls")
+    cert, key = _self_signed(workdir)
+    tls_port = free_port()
+    extra = ("--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key))
+    server = RedisServer(workdir, extra=(*extra, "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"))
+    server.start()
+    try:
+        yield f"rediss://127.0.0.1:{tls_port}", cert
     finally:
         server.stop()
 

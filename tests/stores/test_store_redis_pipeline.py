@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from attesto_asgi_redis._store import _EARLY, _MAX_PENDING
 
 from attesto_asgi import StoreUnavailable
 from attesto_asgi._secrets import new_id
-from attesto_asgi.model import AlreadyRotated, CodeReused, Rotated
+from attesto_asgi.model import AlreadyRotated, CodeReused, RefreshRecord, Rotated
 from attesto_asgi.testing.store_contract import LONG, make_code, make_refresh, successor_of
 from tests.stores.redis_server import RedisServer
 
@@ -115,6 +116,33 @@ async def test_under_load_the_callers_split_into_two_pipelines_that_take_turns(r
     assert max(size for size, _, _ in steady) <= 32
     turns = [s for s in steady if s == (32, 64, True)]
     assert len(turns) >= 0.9 * len(steady), seen
+
+
+async def test_pipelines_written_in_the_callers_turn_work_over_tls(redis_tls: tuple[str, Path]) -> None:
+    url, ca = redis_tls
+    store = RedisStore(f"{url}/0?prefix=t{new_id()}&ssl_ca_certs={ca}")
+    callers: set[asyncio.Future[None]] = set()
+    in_callers_turn: list[bool] = []
+    store.on_pipeline = lambda _size: in_callers_turn.append(asyncio.current_task() in callers)
+    now = time.time()
+    records = [make_refresh(now, ttl=LONG) for _ in range(64 * 5)]
+
+    async def caller(mine: list[RefreshRecord]) -> None:
+        for record in mine:
+            assert await store.put_refresh(record)
+            found = await store.get_refresh(record.family_id, record.token_hash)
+            assert found is not None
+            assert found.token_hash == record.token_hash
+
+    try:
+        assert store.client.connection_pool.connection_class.__name__ == "SSLConnection"
+        callers.update(asyncio.ensure_future(caller(records[i::64])) for i in range(64))
+        async with asyncio.timeout(30):  # a guard against a hang, not a speed check
+            await asyncio.gather(*callers)
+        # Pipelines went out on the TLS stream from the callers' turn, written at once.
+        assert sum(in_callers_turn) >= 10, in_callers_turn
+    finally:
+        await store.aclose()
 
 
 async def test_errors_stay_per_operation(redis_store: RedisStore) -> None:
