@@ -236,6 +236,21 @@ def _rotate_result(family_id: str, reply: list[Any]) -> RotateResult:
     return AlreadyRotated(record=record, successor_used=bool(used))
 
 
+def _write_early(queued: int, out: int, in_flight: int) -> bool:
+    """Whether a free pipeline goes out before the event loop's turn ends: once the queue
+    holds ``_EARLY`` operations and as many as each of the ``in_flight`` pipelines holds
+    (``out`` operations in all), so that the load splits into even shares."""
+    return queued >= _EARLY and queued * in_flight >= out
+
+
+def _pipeline_size(queued: int, out: int, in_flight: int, pipelines: int, most: int) -> int:
+    """How many queued operations the next pipeline takes (at most ``most``): all of them
+    when none is in flight, else an even share of those queued and out, rounded up."""
+    if not in_flight:
+        return most
+    return min(most, -(-(queued + out) // pipelines))
+
+
 def _unavailable(exc: BaseException) -> StoreUnavailable:
     log.warning("redis store unavailable: %s", type(exc).__name__)
     err = StoreUnavailable(f"redis store unavailable: {type(exc).__name__}: {exc}")
@@ -367,11 +382,7 @@ class RedisStore:
         return batch
 
     def _share(self, in_flight: int) -> int:
-        """The size of the next pipeline, with ``in_flight`` pipelines in flight: what is
-        queued when none is, else an even share of what is queued and out (rounded up)."""
-        if not in_flight:
-            return self._batch
-        return min(self._batch, -(-(len(self._queue) + self._out) // self._pipelines))
+        return _pipeline_size(len(self._queue), self._out, in_flight, self._pipelines, self._batch)
 
     @property
     def _alone(self) -> bool:
@@ -397,12 +408,11 @@ class RedisStore:
         """
         in_flight = len(self._senders) + (1 if self._alone else 0)
         while self._queue and in_flight < self._pipelines:
-            queued = len(self._queue)
-            if not force and (queued < _EARLY or queued * in_flight < self._out):
+            if not force and not _write_early(len(self._queue), self._out, in_flight):
                 if not self._flushing:
                     self._flushing = True
                     asyncio.get_running_loop().call_soon(self._flush)
-                return  # less queued than each pipeline in flight holds
+                return  # not yet: the end of the turn sends it
             writer = getattr(self._idle[-1], "_writer", None) if self._idle else None
             if writer is None or writer.is_closing():
                 if self._starting == 0:  # a sender task checks a connection out (or fails it)
