@@ -389,6 +389,11 @@ class RedisStore:
         """Whether a lone operation is in flight."""
         return not self._quiet.is_set()
 
+    @property
+    def _in_flight(self) -> int:
+        """Pipelines in flight: the sender tasks' and a lone operation's."""
+        return len(self._senders) + (1 if self._alone else 0)
+
     def _flush(self) -> None:
         """What queued in the turn of the event loop that just ended goes out."""
         self._flushing = False
@@ -406,7 +411,7 @@ class RedisStore:
         when the turn ends (``_flush``, forced). Without a kept connection, a sender task
         checks one out of the pool.
         """
-        in_flight = len(self._senders) + (1 if self._alone else 0)
+        in_flight = self._in_flight
         while self._queue and in_flight < self._pipelines:
             if not force and not _write_early(len(self._queue), self._out, in_flight):
                 if not self._flushing:
@@ -492,7 +497,7 @@ class RedisStore:
         try:
             if batch is None:
                 self._starting -= 1
-                batch = self._take(self._share(len(self._senders) + (1 if self._alone else 0) - 1))
+                batch = self._take(self._share(self._in_flight - 1))  # not counting this one
                 self._kick()
             if batch:
                 await self._send(batch, written=written)
