@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks.common import Keys
 from benchmarks.env import Env, ensure_wrk, machine
-from benchmarks.report import END, START, evaluate_targets, markdown, update_readme, write
+from benchmarks.report import END, START, evaluate_targets, little_mean_ms, markdown, update_readme, write
 from benchmarks.rotation_cap import RedisProbes
 from benchmarks.scenarios import Scenario, all_scenarios
 from benchmarks.stage_growth import run_growth
@@ -263,11 +263,19 @@ def test_a_p99_target_shows_the_memory_stores_p99_beside_it() -> None:
     ]
     [target] = [t for t in evaluate_targets({"http": http}) if "p99" in t["target"]]
     assert target["met"] is False
-    assert target["shown"] == "29.5 ms (memory store: 21.0 ms)"
+    # First the mean latency 64 in flight at 100/s must have (Little's law): 640 ms.
+    assert target["shown"] == "29.5 ms (mean 640.0 ms at 100/s, memory store: 21.0 ms)"
     # With the floor measured on the same server, its own p99 is shown too.
     floor = {**http[0], "impl": "floor", "grant": "client_credentials", "p99_ms": 17.7}
     [target] = [t for t in evaluate_targets({"http": [*http, floor]}) if "p99" in t["target"]]
-    assert target["shown"] == "29.5 ms (memory store: 21.0 ms, floor: 17.7 ms)"
+    assert target["shown"] == "29.5 ms (mean 640.0 ms at 100/s, memory store: 21.0 ms, floor: 17.7 ms)"
+
+
+def test_littles_law_bounds_the_mean_latency_by_the_throughput() -> None:
+    # 64 always in flight at 3,200/s: 20 ms each on average, so a p99 under 20 ms needs more.
+    assert little_mean_ms(64, 3_200.0) == 20.0
+    assert little_mean_ms(64, 2_702.0) == pytest.approx(23.69, abs=0.01)
+    assert little_mean_ms(1, 1_000.0) == 1.0
 
 
 def test_redis_one_call_at_a_time_is_shown_beside_its_cap() -> None:
