@@ -24,6 +24,7 @@ from attesto_asgi.store import Store
 from tests.core.grants.authcode_helpers import SPA_REDIRECT, pkce_pair, spa_code
 from tests.families import FamilyHooks
 from tests.helpers import ERROR_DESCRIPTION, SVC_SECRET, TOKEN_URL, FakeClock, http_client, not_found_app
+from tests.helpers import examples as scaled
 
 # RFC 6749 §5.2, and RFC 8707 §2 / RFC 8693 §2.2.2 (invalid_target).
 TOKEN_ERRORS = {
@@ -232,7 +233,7 @@ def run_property(
                 return await http.post(path, content=body, headers=headers)
 
         @settings(
-            max_examples=examples,
+            max_examples=scaled(examples),
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )

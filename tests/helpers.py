@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -26,6 +27,17 @@ ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 # One private key for the private_key_jwt client, made once per test session.
 PKJWT_KEY = ECKey.generate_key("P-256")
 PKJWT_PUBLIC = dict(PKJWT_KEY.as_dict(private=False), kid="pk-1", alg="ES256", use="sig")
+
+
+# The compiled-build run (tests/test_compiled_build.py) repeats the property tests against the
+# mypyc build with a share of their examples: the same code paths, in less CI time (the
+# sources' run keeps every example).
+EXAMPLES_DIVISOR = int(os.environ.get("ATTESTO_TEST_EXAMPLES_DIVISOR", "1"))
+
+
+def examples(n: int) -> int:
+    """``n`` property-test examples, or a share of them in the compiled-build run."""
+    return max(1, n // EXAMPLES_DIVISOR)
 
 
 class FakeClock:

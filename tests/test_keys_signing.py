@@ -17,6 +17,7 @@ from joserfc.jwk import KeySet as JoseKeySet
 
 from attesto_asgi import KeySet
 from attesto_asgi.keys import SUPPORTED_ALGS, _ecdsa_raw
+from tests.helpers import examples
 
 ALGS = sorted(SUPPORTED_ALGS)
 _REGISTRY = jws.JWSRegistry(algorithms=ALGS)
@@ -85,7 +86,7 @@ _ORDERS = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
 
 @pytest.mark.parametrize("alg", sorted(_ORDERS))
 @given(data=st.data())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_ecdsa_raw_equals_decode_dss_signature(alg: str, data: st.DataObject) -> None:
     # Every (r, s) shape: tiny values (short INTEGERs, padded), top bit set (a 0x00 prefix),
     # the curve's full width; on P-521 the SEQUENCE takes a long-form length.

@@ -22,7 +22,7 @@ from tests.core.grants.authcode_helpers import (
     WEB_REDIRECT,
     authcode_clients,
 )
-from tests.helpers import ERROR_DESCRIPTION, FakeClock
+from tests.helpers import ERROR_DESCRIPTION, FakeClock, examples
 
 
 @pytest.fixture
@@ -281,7 +281,7 @@ def test_any_authorization_request_is_a_stored_code_or_an_oauth_error_that_store
     assert isinstance(store, MemoryStore)
     with asyncio.Runner() as runner:
 
-        @settings(max_examples=300, deadline=None)
+        @settings(max_examples=examples(300), deadline=None)
         @given(request=authorization_requests())
         def check(request: dict[str, Any]) -> None:
             before = dict(store._codes)

@@ -25,7 +25,7 @@ from attesto_asgi.core.verify import (
     verify_jwt,
 )
 from tests.families import API, family_clients, start_family
-from tests.helpers import ISSUER, FakeClock, keyset, standard_clients
+from tests.helpers import ISSUER, FakeClock, examples, keyset, standard_clients
 
 _REGISTRY = jws.JWSRegistry(algorithms=["ES256", "EdDSA", "HS256"])
 
@@ -257,7 +257,7 @@ async def test_malformed_tokens_are_invalid_not_errors(cfg: Config, token: str) 
         check(cfg, token)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(
     header=st.one_of(
         st.text(max_size=60),
@@ -274,7 +274,7 @@ def test_fuzzed_tokens_only_ever_raise_invalid_token(header: Any, payload: bytes
         verify_jwt(trusted_keys(config.keys), token, token_type=ACCESS_TOKEN_TYPE, issuer=ISSUER, now=0)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(max_size=200))
 def test_arbitrary_text_only_ever_raises_invalid_token(text: str) -> None:
     keys = TrustedKeys.from_keyset(keyset("ES256"))

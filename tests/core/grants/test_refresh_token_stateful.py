@@ -22,7 +22,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 from attesto_asgi import Config, MemoryStore
 from attesto_asgi.events import FAMILY_REVOKED, REFRESH_REUSE_DETECTED, REFRESH_ROTATED
 from tests.core.grants.refresh_support import API, REFRESH_CLIENTS, Env, RecordingHooks, record_of, seed_refresh
-from tests.helpers import ISSUER, FakeClock, jwt_claims, keyset
+from tests.helpers import ISSUER, FakeClock, examples, jwt_claims, keyset
 
 TOKEN_TTL = 100
 FAMILY_TTL = 150
@@ -282,7 +282,7 @@ class RefreshMachine(RuleBasedStateMachine):
 
 
 _SETTINGS = settings(
-    max_examples=250,
+    max_examples=examples(250),
     stateful_step_count=50,
     deadline=None,
     database=None,
