@@ -272,7 +272,7 @@ def test_a_p99_target_shows_the_memory_stores_p99_beside_it() -> None:
 
 
 def test_littles_law_bounds_the_mean_latency_by_the_throughput() -> None:
-    # 64 always in flight at 3,200/s: 20 ms each on average, so a p99 under 20 ms needs more.
+    # 64 always in flight at 3,200/s: 20 ms each on average.
     assert little_mean_ms(64, 3_200.0) == 20.0
     assert little_mean_ms(64, 2_702.0) == pytest.approx(23.69, abs=0.01)
     assert little_mean_ms(1, 1_000.0) == 1.0
