@@ -224,7 +224,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             bounds = (("memory store", mem), ("floor", floor))
             beside = [f"{label}: {row['p99_ms']:.1f} ms" for label, row in bounds if row is not None]
             if h.get("rate"):
-                beside.insert(0, f"mean {little_mean_ms(64, h['rate']):.1f} ms at {_fmt_rate(h['rate'])}/s")
+                mean = little_mean_ms(h["concurrency"], h["rate"])
+                beside.insert(0, f"mean {mean:.1f} ms at {_fmt_rate(h['rate'])}/s")
             if beside and target["met"] is not None:
                 target["shown"] += f" ({', '.join(beside)})"
             out.append(target)
