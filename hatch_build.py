@@ -4,9 +4,9 @@ The modules listed under ``[tool.hatch.build.targets.wheel.hooks.custom] compile
 pyproject.toml run on every token request; mypyc turns them into C extensions beside the
 same ``.py`` sources (as black and mypy ship): ~15% fewer instructions a request, 20-25%
 less time on an Intel Xeon VM, 10-25% less on a Zen 5 AMD EPYC one, and 3-10% more on
-another AMD EPYC VM (benchmarks/README.md, "Compiled and pure"). Editable installs are
-never compiled: a developer's edits to a ``.py`` file must take effect, and a stale
-extension module would shadow them.
+the grants that use the store on a Zen 4 one (benchmarks/README.md, "Compiled and
+pure"). Editable installs are never compiled: a developer's edits to a ``.py`` file must
+take effect, and a stale extension module would shadow them.
 
 ``ATTESTO_ASGI_COMPILE``: ``auto`` (default) compiles and falls back to a pure-Python wheel,
 with a warning, when there is no C compiler; ``1`` makes a failed compile fail the build
