@@ -62,6 +62,14 @@ def pytest_configure(config: pytest.Config) -> None:
         check_build()
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest file first: the compiled-build run (a wheel build and a second pytest
+    session, ~120 s on a slow VM) starts at once on one xdist worker while the others share
+    the rest, instead of being taken last and run alone (pyproject.toml's ``--dist
+    loadfile --no-loadscope-reorder`` keeps this order). A stable sort: nothing else moves."""
+    items.sort(key=lambda item: item.path.name != "test_compiled_build.py")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI a skipped test is a failed test: a backend that cannot be tested is red."""
     import os
