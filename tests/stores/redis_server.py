@@ -38,12 +38,21 @@ def free_port(*, cluster: bool = False) -> int:
     raise RuntimeError("no free loopback port")
 
 
-def _pong(port: int) -> bool:
+def _serves(port: int, pid: int) -> bool:
+    """Whether the redis-server of process ``pid`` answers on ``port``: a bare PONG could
+    come from another test process's server that took the port first (pytest-xdist runs
+    several), while ours is still failing to bind it."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
+            s.sendall(b"INFO server\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.split(b"process_id:", 1)[1].count(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    return False
+                reply += chunk
+            return int(reply.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0]) == pid
+    except (OSError, ValueError):
         return False
 
 
@@ -76,7 +85,7 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
-            if _pong(self.port):
+            if _serves(self.port, self.proc.pid):
                 return
             time.sleep(0.02)
         self.stop()
