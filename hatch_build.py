@@ -3,10 +3,11 @@
 The modules listed under ``[tool.hatch.build.targets.wheel.hooks.custom] compile`` in
 pyproject.toml run on every token request; mypyc turns them into C extensions beside the
 same ``.py`` sources (as black and mypy ship): ~15% fewer instructions a request, 20-25%
-less time on an Intel Xeon VM, 10-25% less on a Zen 5 AMD EPYC one, and 3-10% more on
-the grants that use the store on a Zen 4 one (benchmarks/README.md, "Compiled and
-pure"). Editable installs are never compiled: a developer's edits to a ``.py`` file must
-take effect, and a stale extension module would shadow them.
+less time on an Intel Xeon VM, 10-25% less on a Zen 5 AMD EPYC one; on a Zen 4 one about
+as much as the sources on client_credentials and code redemption, ~5% more on refresh
+(benchmarks/README.md, "Compiled and pure"). Editable installs are never compiled: a
+developer's edits to a ``.py`` file must take effect, and a stale extension module would
+shadow them.
 
 ``ATTESTO_ASGI_COMPILE``: ``auto`` (default) compiles and falls back to a pure-Python wheel,
 with a warning, when there is no C compiler; ``1`` makes a failed compile fail the build
@@ -27,13 +28,26 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 # Run by a separate interpreter from a temporary directory, so that setuptools never reads
 # this project's pyproject.toml and mypy's cache stays out of the source tree.
+# On ELF platforms the extension's own functions are bound inside it: with -fPIC and default
+# symbol visibility, GCC calls every one of them through the PLT (nothing may interpose on
+# them, but the compiler must assume something could) and inlines none across functions.
+# -fno-semantic-interposition (as CPython builds libpython) and -Bsymbolic-functions make
+# those calls direct: 4-5% more tokens a second in-process on a Zen 4 AMD EPYC VM, five
+# interleaved pairs (benchmarks/README.md, "Compiled and pure").
 _SETUP = """
+import sys
+
 from mypyc.build import mypycify
 from setuptools import setup
 
+extensions = mypycify(["--ignore-missing-imports", *{paths!r}], opt_level="3", target_dir={c_dir!r})
+if sys.platform.startswith("linux"):
+    for ext in extensions:
+        ext.extra_compile_args = [*ext.extra_compile_args, "-fno-semantic-interposition"]
+        ext.extra_link_args = [*ext.extra_link_args, "-Wl,-Bsymbolic-functions"]
 setup(
     name="attesto-asgi-compiled",
-    ext_modules=mypycify(["--ignore-missing-imports", *{paths!r}], opt_level="3", target_dir={c_dir!r}),
+    ext_modules=extensions,
     script_args=["build_ext", "--build-lib", {lib!r}, "--build-temp", {tmp!r}],
 )
 """
