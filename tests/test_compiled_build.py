@@ -62,7 +62,7 @@ def test_compiled_functions_call_each_other_directly(site: Path) -> None:
     (library,) = site.glob("*__mypyc.*.so")
     command = [objdump, "-d", "--no-show-raw-insn", str(library)]
     listing = subprocess.run(command, capture_output=True, text=True, check=True)
-    direct = re.findall(r"call\s+\w+ <CPyDef_\w+>", listing.stdout)
+    direct = re.findall(r"\s(?:call|callq|bl)\s+[0-9a-f]+ <CPyDef_\w+>", listing.stdout)  # x86-64, arm64
     through_plt = re.findall(r"<CPyDef_\w+@plt>", listing.stdout)
     assert len(direct) > 100, "no direct calls between compiled functions found: is this the group library?"
     assert through_plt == []
