@@ -6,6 +6,7 @@ without having exercised the Redis backend.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,9 @@ def free_port(*, cluster: bool = False) -> int:
     raise RuntimeError("no free loopback port")
 
 
+_PROCESS_ID = re.compile(rb"process_id:(\d+)\r\n")
+
+
 def _serves(port: int, pid: int) -> bool:
     """Whether the redis-server of process ``pid`` answers on ``port``: a bare PONG could
     come from another test process's server that took the port first (pytest-xdist runs
@@ -46,13 +50,13 @@ def _serves(port: int, pid: int) -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
             s.sendall(b"INFO server\r\n")
             reply = b""
-            while b"process_id:" not in reply or not reply.split(b"process_id:", 1)[1].count(b"\r\n"):
+            while (found := _PROCESS_ID.search(reply)) is None:
                 chunk = s.recv(4096)
                 if not chunk:
                     return False
                 reply += chunk
-            return int(reply.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0]) == pid
-    except (OSError, ValueError):
+            return int(found[1]) == pid
+    except OSError:
         return False
 
 
