@@ -9,7 +9,6 @@ validation (JWKS from the discovery document, ``iss``, ``aud``, ``exp``, ``nonce
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,18 +29,11 @@ from starlette.routing import Route
 
 from attesto_asgi import AttestoMiddleware, Client, Config, MemoryStore, OAuthError, issue_code
 from attesto_asgi.core.refresh import split_refresh_token
-from tests.helpers import keyset
+from tests.helpers import free_port, keyset
 
 RP_SECRET = "rp-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 RP_REDIRECT = "https://rp.example.com/callback"
 LOGGED_IN_AT = int(time.time()) - 5
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def host_app(config: Config) -> Starlette:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -14,13 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet as JoseKeySet
 
 from attesto_asgi.demo import DEMO_CLIENT_ID, build_demo, curl_command
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.helpers import free_port
 
 
 @pytest.fixture

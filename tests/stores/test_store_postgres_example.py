@@ -16,6 +16,7 @@ from attesto_asgi import StoreUnavailable, open_store
 from attesto_asgi.store import Store
 from attesto_asgi.testing import StoreContract, StoreFactory
 from attesto_asgi.testing.store_contract import ContractClock, make_code
+from tests.helpers import free_port
 
 IN_CI = os.environ.get("CI") == "true"
 HOST, PORT = "127.0.0.1", 5432
@@ -151,10 +152,7 @@ async def test_a_schema_made_by_the_first_release_keeps_working(schema: str) -> 
 
 async def test_unreachable_postgres_is_store_unavailable() -> None:
     # A loopback port nothing listens on.
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-    store = PostgresStore(f"postgresql://postgres@{HOST}:{port}/test")
+    store = PostgresStore(f"postgresql://postgres@{HOST}:{free_port()}/test")
     try:
         with pytest.raises(StoreUnavailable):
             await store.take_code("h")

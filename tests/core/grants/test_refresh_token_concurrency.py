@@ -11,7 +11,6 @@ server on a loopback port.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from tests.core.grants.refresh_support import (
     post_refresh,
     record_of,
 )
-from tests.helpers import FakeClock, access_token_revoked, jwt_claims, not_found_app, standard_clients
+from tests.helpers import FakeClock, access_token_revoked, free_port, jwt_claims, not_found_app, standard_clients
 
 N = 20
 
@@ -185,13 +184,6 @@ async def test_concurrent_refreshes_of_separate_families_all_succeed(make_env: C
 # ----------------------------------------------------------------- a real server
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def served(make_config: Callable[..., Config]) -> AsyncIterator[Callable[..., Any]]:
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
@@ -201,7 +193,7 @@ async def served(make_config: Callable[..., Config]) -> AsyncIterator[Callable[.
         options: dict[str, Any] = {"clients": standard_clients() + REFRESH_CLIENTS, "hooks": hooks}
         options.update(overrides)
         config = make_config(**options)
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(AttestoMiddleware(not_found_app, config), host="127.0.0.1", port=port, log_level="error")
         )
