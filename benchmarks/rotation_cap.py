@@ -10,6 +10,11 @@ between the in-process rounds. Its p50 against the memory store's own is the cap
 shows beside the c=1 Redis target: it counts what adding two waits on the network does to
 the rest of the request (the event loop sleeps and wakes twice), which the sum "memory p50
 + 2 bare round trips" leaves out.
+
+With ``round_trips=1`` only the compare-and-set waits: the cap of a store contract that
+read, checked and spent a refresh token in one round trip, which attesto's does not do
+(the grant's checks and the host's hooks run between the read and the spend, so a denied
+request changes nothing). It shows how far even that would go.
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ __all__ = ["MemoryBehindRoundTrips", "RedisProbes", "RotationCap"]
 
 
 class MemoryBehindRoundTrips(MemoryStore):
-    """The memory store; ``get_refresh`` and ``rotate_refresh`` each wait for one bare round
-    trip on ``stream`` first. ``round_trips`` counts them."""
+    """The memory store; ``rotate_refresh`` and, with ``per_rotation=2``, ``get_refresh``
+    each wait for one bare round trip on ``stream`` first. ``round_trips`` counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, per_rotation: int = 2) -> None:
+        if per_rotation not in (1, 2):
+            raise ValueError("a rotation makes one or two round trips")
         super().__init__(warn=False)
+        self.per_rotation = per_rotation
         self.stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self.round_trips = 0
 
@@ -45,7 +53,8 @@ class MemoryBehindRoundTrips(MemoryStore):
         self.round_trips += 1
 
     async def get_refresh(self, family_id: str, token_hash: str) -> RefreshRecord | None:
-        await self._round_trip()
+        if self.per_rotation == 2:
+            await self._round_trip()
         return await super().get_refresh(family_id, token_hash)
 
     async def rotate_refresh(
@@ -58,10 +67,10 @@ class MemoryBehindRoundTrips(MemoryStore):
 class RotationCap:
     """attesto's refresh rotation on ``MemoryBehindRoundTrips``, timed one call at a time."""
 
-    def __init__(self, keys: Keys, host: str, port: int) -> None:
+    def __init__(self, keys: Keys, host: str, port: int, *, per_rotation: int = 2) -> None:
         self.host = host
         self.port = port
-        self.store = MemoryBehindRoundTrips()
+        self.store = MemoryBehindRoundTrips(per_rotation=per_rotation)
         self.config = make_config(keys, self.store)
         self.app = AttestoMiddleware(not_found, config=self.config)
         self.latencies_ns: list[int] = []
@@ -88,22 +97,27 @@ class RotationCap:
 
 class RedisProbes:
     """Sampled after every in-process round when Redis is in the run: bare round trips to it
-    (``RoundTrips``), and attesto's rotation behind two of them (``RotationCap``)."""
+    (``RoundTrips``), and attesto's rotation behind two of them and behind one
+    (``RotationCap``)."""
 
     def __init__(self, keys: Keys, host: str, port: int) -> None:
         self.trips = RoundTrips(host, port)
         self.cap = RotationCap(keys, host, port)
+        self.cap_one = RotationCap(keys, host, port, per_rotation=1)
 
     async def sample(self, n: int = 200) -> None:
         await self.trips.sample(n)
         await self.cap.sample(n)
+        await self.cap_one.sample(n)
 
     def results(self) -> dict[str, dict[str, float]]:
-        """The run's ``redis_round_trip`` and ``redis_rotation_cap`` entries (p50, p99, samples)."""
+        """The run's ``redis_round_trip``, ``redis_rotation_cap`` (two round trips) and
+        ``redis_rotation_cap_one_trip`` entries (p50, p99, samples)."""
         return {
             name: {**latency_ms(latencies), "samples": len(latencies)}
             for name, latencies in (
                 ("redis_round_trip", self.trips.latencies_ns),
                 ("redis_rotation_cap", self.cap.latencies_ns),
+                ("redis_rotation_cap_one_trip", self.cap_one.latencies_ns),
             )
         }

@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             if "inprocess" in args.stages:
                 # With Redis in the run, after every round: bare round trips to it, and
                 # rotations on the memory store behind two of them (what one call at a time
-                # reaches at best through a store that waits for two), beside what ours takes.
+                # reaches at best through a store that waits for two) and behind one (through
+                # a store that waited for one), beside what ours takes.
                 with_redis = any(sc.store == "redis" for sc in scenarios)
                 probes = RedisProbes(keys, "127.0.0.1", env.redis.port) if with_redis else None
                 results["inprocess"] = asyncio.run(

@@ -1,7 +1,7 @@
 """The measured cap on one Redis rotation at a time (benchmarks/rotation_cap.py).
 
 Against a private redis-server, as ``python -m benchmarks`` runs it. Asserts what the probe
-did (two bare round trips a rotation, every rotation real), never a speed.
+did (two bare round trips a rotation, or one, every rotation real), never a speed.
 """
 
 from __future__ import annotations
@@ -35,6 +35,19 @@ async def test_each_rotation_waits_for_two_bare_round_trips_and_really_rotates(e
     assert cap.store.stream is None  # each sample closes its connection
 
 
+async def test_behind_one_round_trip_only_the_compare_and_set_waits(env: Env) -> None:
+    cap = RotationCap(Keys.generate(), "127.0.0.1", env.redis.port, per_rotation=1)
+    await cap.sample(12)
+    assert len(cap.latencies_ns) == 12
+    assert cap.store.round_trips == 12
+    assert len([r for r in cap.store._refresh.values() if r.rotated_at is not None]) == 12
+    # Reading alone waits for nothing; spending waits for its round trip.
+    assert await cap.store.get_refresh("family", "hash") is None
+    assert cap.store.round_trips == 12
+    with pytest.raises(ValueError, match="one or two round trips"):
+        MemoryBehindRoundTrips(per_rotation=3)
+
+
 async def test_a_rotation_without_a_connection_to_redis_fails(env: Env) -> None:
     cap = RotationCap(Keys.generate(), "127.0.0.1", env.redis.port)
     with pytest.raises(RuntimeError, match="no stream to Redis"):
@@ -56,13 +69,13 @@ async def test_a_round_trip_that_does_not_answer_pong_fails_the_sample(
     assert cap.store.stream is None
 
 
-async def test_the_probes_give_the_runs_two_redis_entries(env: Env) -> None:
+async def test_the_probes_give_the_runs_three_redis_entries(env: Env) -> None:
     probes = RedisProbes(Keys.generate(), "127.0.0.1", env.redis.port)
     await probes.sample(5)
     await probes.sample(5)
     results = probes.results()
-    assert sorted(results) == ["redis_rotation_cap", "redis_round_trip"]
+    assert sorted(results) == ["redis_rotation_cap", "redis_rotation_cap_one_trip", "redis_round_trip"]
     for entry in results.values():
         assert entry["samples"] == 10
         assert entry["p99_ms"] >= entry["p50_ms"] > 0
-    assert isinstance(probes.cap.store, MemoryBehindRoundTrips)
+    assert (probes.cap.store.round_trips, probes.cap_one.store.round_trips) == (20, 10)
