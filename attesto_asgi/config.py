@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import time
@@ -24,12 +25,15 @@ log = logging.getLogger("attesto_asgi.config")
 
 MAX_REFRESH_GRACE: Final = 300  # seconds; LESSONS: the grace window is capped (Hydra: 5 min)
 
-_LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
 
 def is_loopback_host(host: str) -> bool:
+    """A loopback IP literal (127.0.0.0/8, ::1, bracketed or not) or ``localhost`` and its
+    subdomains (RFC 6761 §6.3). A DNS name that merely starts with ``127.`` is not."""
     host = host.lower()
-    return host in _LOOPBACK or host.startswith("127.") or host.endswith(".localhost")
+    try:
+        return ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host).is_loopback
+    except ValueError:
+        return host == "localhost" or host.endswith(".localhost")
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from attesto_asgi import Client, Config
+from attesto_asgi.config import is_loopback_host
+from tests.helpers import keyset
 
 
 @pytest.mark.parametrize(
@@ -47,3 +49,33 @@ def test_grace_window_without_a_shared_secret_key_warns(
 def test_repr_never_shows_the_secret_key(make_config: Callable[..., Config]) -> None:
     config = make_config(secret_key=b"s" * 32)
     assert "sss" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("app.localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.attacker.example", False),  # a DNS name, resolved by whoever asks
+        ("127.0.0.1.nip.io", False),
+        ("localhost.example.com", False),
+        ("128.0.0.1", False),
+        ("::2", False),
+        ("", False),
+    ],
+)
+def test_only_loopback_literals_and_localhost_are_loopback(host: str, loopback: bool) -> None:
+    # RFC 6749 §3.2 wants TLS at the token endpoint; only loopback itself is exempt (RFC 8252
+    # §8.3 literals, RFC 6761 §6.3 localhost), and a plain-HTTP issuer only there.
+    assert is_loopback_host(host) is loopback
+    url = f"http://{'[::1]' if host in ('::1', '[::1]') else host}/"
+    if loopback:
+        Config(issuer=url, keys=keyset("ES256"))
+    elif host:
+        with pytest.raises(ValueError, match="https"):
+            Config(issuer=url, keys=keyset("ES256"))

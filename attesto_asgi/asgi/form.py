@@ -18,7 +18,7 @@ from typing import Final
 from ..errors import INVALID_REQUEST, OAuthError
 from .types import Receive
 
-__all__ = ["MULTI_VALUED", "BodyTooLarge", "Form", "parse_form", "read_body"]
+__all__ = ["MULTI_VALUED", "BodyTooLarge", "ClientDisconnected", "Form", "parse_form", "read_body"]
 
 # RFC 8707 resource and RFC 8693 audience may be repeated; nothing else may.
 MULTI_VALUED: Final = frozenset({"resource", "audience"})
@@ -33,6 +33,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientDisconnected(Exception):
+    """The client went away before its body was complete: there is no request to answer."""
+
+
 class Form:
     __slots__ = ("multi", "params")
 
@@ -42,7 +46,12 @@ class Form:
 
 
 async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
-    """The request body, read incrementally and never buffered past ``limit`` bytes."""
+    """The request body, read incrementally and never buffered past ``limit`` bytes.
+
+    A disconnect before the last chunk raises ``ClientDisconnected``: RFC 9112 §8, a message
+    whose body is cut short "is incomplete", and a truncated form must not be acted on (it
+    could spend a code or a refresh token for a client that is gone, or grant less than
+    it asked for)."""
     if declared is not None and declared > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
@@ -50,7 +59,7 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -26,7 +26,7 @@ from ..hooks import Hooks
 from ..hooks import log as events_log
 from ..model import Denied, Introspected, Issued, PresentedToken, Revoked, TokenRequest
 from .discovery import metadata_documents
-from .form import BodyTooLarge, Form, parse_form, read_body
+from .form import BodyTooLarge, ClientDisconnected, Form, parse_form, read_body
 from .types import AnyASGIApp, Receive, Scope, Send
 
 __all__ = ["AttestoMiddleware"]
@@ -142,7 +142,10 @@ class AttestoMiddleware:
             if scope["method"] != "POST":
                 await self._send_error(send, not_post)
                 return
-            outcome = await self._outcome(scope, receive, call, denial_data)
+            try:
+                outcome = await self._outcome(scope, receive, call, denial_data)
+            except ClientDisconnected:
+                return  # no complete request arrived: nothing was decided, no one to answer
             if isinstance(outcome, Denied):
                 await self._send_error(send, outcome.error)
             elif isinstance(outcome, Revoked):
@@ -156,21 +159,27 @@ class AttestoMiddleware:
 
     async def _outcome(self, scope: Scope, receive: Receive, call: CoreCall, denial_data: dict[str, str]) -> Outcome:
         authorization: str | None = None
+        authorizations = 0
         host: str | None = None
         content_type = b""
         content_length: int | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
+                authorizations += 1
             elif name == b"content-type":
                 content_type = value
             elif name == b"content-length":
-                content_length = int(value) if value.isdigit() else None
+                content_length = _declared_length(value)
             elif name == b"host":
                 host = value.decode("latin-1")
         client_id: str | None = None
         try:
             self._https_required(scope, host)
+            if authorizations > 1:
+                # RFC 9110 §11.6.2: Authorization is one field value; two would be two sets of
+                # credentials, and RFC 6749 §2.3 allows one authentication per request.
+                raise OAuthError(INVALID_REQUEST, "Only one Authorization header may be sent.")
             self._form_content_type(content_type)
             self._no_parameters_in_query(scope)
             try:
@@ -245,6 +254,19 @@ class AttestoMiddleware:
         for pair in query.decode("latin-1").split("&"):
             if unquote_plus(pair.split("=", 1)[0]) in _FORBIDDEN_IN_QUERY:
                 raise OAuthError(INVALID_REQUEST, "Credentials and grant parameters must be sent in the body.")
+
+
+# Past any body limit: a Content-Length of more digits than this is refused as too large.
+_MAX_LENGTH_DIGITS: Final = 18
+
+
+def _declared_length(value: bytes) -> int | None:
+    """A Content-Length value as a number (None if not one). A number too long to be a real
+    length counts as 10**18, so it is refused as too large, never converted in full."""
+    if not value.isdigit():
+        return None
+    digits = value.lstrip(b"0")
+    return int(digits or b"0") if len(digits) <= _MAX_LENGTH_DIGITS else 10**_MAX_LENGTH_DIGITS
 
 
 def _hostname(authority: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 from collections.abc import Mapping
 from typing import Any, Final, cast
 from urllib.parse import unquote_plus
@@ -171,11 +172,13 @@ class ClientAuthenticator:
         return Authenticated(client, method)
 
     def _keys_for(self, client: Client) -> KeySet:
+        # Cached by value (a copy, compared by ==), so a key removed from a client's JWKS,
+        # even in place, is refused at once.
         cached = self._client_keys.get(client.client_id)
-        if cached is not None and cached[0] is client.jwks:
+        if cached is not None and cached[0] == client.jwks:
             return cached[1]
         keys = KeySet.import_key_set(cast(Any, client.jwks or {"keys": []}))
-        self._client_keys[client.client_id] = (client.jwks, keys)
+        self._client_keys[client.client_id] = (copy.deepcopy(client.jwks), keys)
         return keys
 
     async def _by_assertion(self, params: Mapping[str, str], body_id: str | None) -> Authenticated:
@@ -199,9 +202,9 @@ class ClientAuthenticator:
         algs = _pinned_algs(client)
         if header.get("alg") not in algs:
             raise fail(f"assertion alg {header.get('alg')!r} not registered for the client", False)
-        key: Any
+        candidates: list[Any]
         if client.token_endpoint_auth_method == "client_secret_jwt":
-            key = OctKey.import_key(client.jwt_secret or b"")
+            candidates = [OctKey.import_key(client.jwt_secret or b"")]
         else:
             keys = self._keys_for(client)
             kid = header.get("kid")
@@ -212,9 +215,8 @@ class ClientAuthenticator:
                 raise fail("assertion kid not among the client's keys", False) from None
             if not candidates:
                 raise fail("client has no keys", False)
-            key = candidates[0] if len(candidates) == 1 else KeySet(candidates)
         try:
-            verified = jws.deserialize_compact(assertion, key, algorithms=list(algs), registry=_REGISTRY)
+            verified = _verified(assertion, candidates, list(algs))
             claims = msgspec.json.decode(verified.payload, type=Assertion)
         except (JoseError, ValueError, msgspec.DecodeError) as exc:
             raise fail(f"assertion rejected: {exc.__class__.__name__}", False) from None
@@ -222,7 +224,9 @@ class ClientAuthenticator:
         self._check_claims(client, claims, now)
         ttl = claims.exp - now + CLOCK_SKEW
         # RFC 7523 §3 item 7: the server may ensure the JWT is not replayed, by its jti.
-        if not await self.config.backend.claim_once(f"client-assertion:{client.client_id}:{claims.jti}", ttl):
+        # The client_id's length first: "a:b" + jti "c" and "a" + jti "b:c" must not share a key.
+        replay_key = f"client-assertion:{len(client.client_id)}:{client.client_id}:{claims.jti}"
+        if not await self.config.backend.claim_once(replay_key, ttl):
             raise fail("client assertion jti replayed", False)
         return Authenticated(client, client.token_endpoint_auth_method)
 
@@ -244,3 +248,15 @@ class ClientAuthenticator:
             raise fail("assertion issued in the future (iat)", False)
         if not claims.jti:
             raise fail("assertion without jti", False)
+
+
+def _verified(assertion: str, candidates: list[Any], algorithms: list[str]) -> jws.CompactSignature:
+    """The assertion verified with the first registered key that verifies it. Without a
+    ``kid`` each of the client's keys is tried in turn (RFC 7515 §4.1.4: kid is OPTIONAL;
+    joserfc picks no key from a set without one); the last key's error is the one raised."""
+    for key in candidates[:-1]:
+        try:
+            return jws.deserialize_compact(assertion, key, algorithms=algorithms, registry=_REGISTRY)
+        except (JoseError, ValueError):
+            continue
+    return jws.deserialize_compact(assertion, candidates[-1], algorithms=algorithms, registry=_REGISTRY)

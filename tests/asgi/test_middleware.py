@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
+import msgspec
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -17,7 +20,8 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from attesto_asgi import AttestoMiddleware, Config, Event, Hooks
+from attesto_asgi import AttestoMiddleware, Config, Event, Hooks, issue_code
+from tests.core.grants.authcode_helpers import pkce_pair
 from tests.helpers import SVC_SECRET, Lifespan, http_client, not_found_app, websocket_roundtrip
 
 AUTH = ("svc", SVC_SECRET)
@@ -284,3 +288,94 @@ async def test_plain_http_through_a_proxy_to_a_loopback_bound_server_is_refused(
     sent.clear()
     await app(scope, receive, send)
     assert sent[0]["status"] == 200
+
+
+async def _raw(
+    app: AttestoMiddleware, messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]
+) -> list[dict[str, Any]]:
+    """One POST to the token path by hand: ``messages`` are what ``receive`` hands out."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/oauth/token",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded"), *headers],
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_client_gone_before_its_body_ended_is_not_answered_and_changes_nothing(
+    make_config: Callable[..., Config],
+) -> None:
+    # RFC 9112 §8: a body cut short "is incomplete"; acting on its first part could spend the
+    # code for a client that is gone. Nothing is answered, emitted or stored.
+    hooks = Recorder()
+    config = make_config(hooks=hooks)
+    app = AttestoMiddleware(not_found_app, config)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(
+        config,
+        client_id="spa",
+        redirect_uri="http://localhost:3000/cb",
+        subject="alice",
+        scope="openid",
+        code_challenge=challenge,
+        auth_time=int(config.clock()) - 30,
+    )
+    body = urlencode(
+        {
+            "grant_type": "authorization_code",
+            "client_id": "spa",
+            "code": code,
+            "redirect_uri": "http://localhost:3000/cb",
+            "code_verifier": verifier,
+        }
+    ).encode()
+    cut = body.index(b"&code_verifier")
+    for ending in ({"type": "http.disconnect"}, None):  # a disconnect message, or receive's own
+        first: list[dict[str, Any]] = [{"type": "http.request", "body": body[:cut], "more_body": True}]
+        assert await _raw(app, first + ([ending] if ending else []), []) == []
+    assert hooks.events == []
+    # The code was not spent: the whole request redeems it.
+    whole = [
+        {"type": "http.request", "body": body[:cut], "more_body": True},
+        {"type": "http.request", "body": body[cut:], "more_body": False},
+    ]
+    sent = await _raw(app, whole, [])
+    assert sent[0]["status"] == 200, sent
+    assert [e.name for e in hooks.events] == ["token_issued"]
+
+
+@pytest.mark.parametrize("length", [b"9" * 5000, b"0" * 4999 + b"9", b"1" + b"0" * 19, b"18446744073709551616"])
+async def test_an_absurd_content_length_is_413_or_read_never_a_500(
+    make_config: Callable[..., Config], length: bytes
+) -> None:
+    app = AttestoMiddleware(not_found_app, make_config())
+    body = b"grant_type=client_credentials"
+    auth = (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode()))
+    sent = await _raw(app, [{"type": "http.request", "body": body}], [(b"content-length", length), auth])
+    # Leading zeros make the second one 9: a length within the limit, so the body is read.
+    assert sent[0]["status"] == (200 if length.lstrip(b"0") == b"9" else 413), sent
+
+
+async def test_two_authorization_headers_are_invalid_request(make_config: Callable[..., Config]) -> None:
+    # RFC 9110 §11.6.2: one Authorization field; RFC 6749 §2.3: one authentication per request.
+    app = AttestoMiddleware(not_found_app, make_config())
+    basic = (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode()))
+    body = [{"type": "http.request", "body": b"grant_type=client_credentials"}]
+    for headers in ([basic, (b"authorization", b"Bearer x")], [(b"authorization", b"Bearer x"), basic], [basic, basic]):
+        sent = await _raw(app, list(body), headers)
+        assert sent[0]["status"] == 400, headers
+        assert msgspec.json.decode(sent[1]["body"])["error"] == "invalid_request"
+    assert (await _raw(app, list(body), [basic]))[0]["status"] == 200

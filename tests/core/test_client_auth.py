@@ -306,3 +306,74 @@ async def test_wrong_assertion_type_or_body_client_id(client: httpx.AsyncClient,
     assert r.json()["error"] == "invalid_client"
     r = await post(client, {"client_assertion_type": ASSERTION_TYPE, "client_assertion": signed, "client_id": "svc"})
     assert r.json()["error"] == "invalid_request"
+
+
+def _pkjwt_client(client_id: str, *keys: ECKey) -> Client:
+    jwks = {"keys": [dict(k.as_dict(private=False), kid=f"k{i}", alg="ES256") for i, k in enumerate(keys)]}
+    return Client(
+        client_id=client_id,
+        token_endpoint_auth_method="private_key_jwt",
+        jwks=jwks,
+        grant_types=("client_credentials",),
+    )
+
+
+def _signed(client_id: str, key: ECKey, now: float, header: dict[str, Any] | None = None, jti: str = "") -> str:
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": TOKEN_URL,
+        "exp": int(now) + 60,
+        "jti": jti or _secrets.new_id(),
+    }
+    return jwt.encode({"alg": "ES256", **(header or {})}, claims, key, algorithms=["ES256"])
+
+
+async def test_an_assertion_without_kid_verifies_with_any_of_the_clients_keys(
+    make_config: Callable[..., Config],
+) -> None:
+    # RFC 7515 §4.1.4: kid is OPTIONAL. With two keys registered (a rotation), either signs.
+    k0, k1, stranger = (ECKey.generate_key("P-256") for _ in range(3))
+    config = make_config(clients=(_pkjwt_client("two-keys", k0, k1),))
+    now = config.clock()
+    async with http_client(AttestoMiddleware(not_found_app, config)) as http:
+        for key, header, status in (
+            (k0, None, 200),
+            (k1, None, 200),
+            (stranger, None, 400),
+            (k1, {"kid": "k1"}, 200),
+            (k0, {"kid": "k1"}, 400),  # a kid names the one key to try
+        ):
+            form = {"client_assertion_type": ASSERTION_TYPE, "client_assertion": _signed("two-keys", key, now, header)}
+            r = await post(http, form)
+            assert r.status_code == status, (header, r.text)
+
+
+async def test_a_key_removed_from_a_clients_jwks_in_place_is_refused_at_once(
+    make_config: Callable[..., Config],
+) -> None:
+    k0, k1 = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
+    client = _pkjwt_client("rotating", k0, k1)
+    config = make_config(clients=(client,))
+    now = config.clock()
+    async with http_client(AttestoMiddleware(not_found_app, config)) as http:
+        form = {"client_assertion_type": ASSERTION_TYPE}
+        assert (await post(http, {**form, "client_assertion": _signed("rotating", k1, now)})).status_code == 200
+        assert client.jwks is not None
+        client.jwks["keys"].pop()  # k1 compromised: the host drops it from the same dict
+        assert (await post(http, {**form, "client_assertion": _signed("rotating", k1, now)})).status_code == 400
+        assert (await post(http, {**form, "client_assertion": _signed("rotating", k0, now)})).status_code == 200
+
+
+async def test_replay_keys_of_two_clients_never_collide(make_config: Callable[..., Config]) -> None:
+    # "a:b" with jti "c" and "a" with jti "b:c": one client must not spend the other's jti.
+    key = ECKey.generate_key("P-256")
+    config = make_config(clients=(_pkjwt_client("a:b", key), _pkjwt_client("a", key)))
+    now = config.clock()
+    async with http_client(AttestoMiddleware(not_found_app, config)) as http:
+        for client_id, jti in (("a:b", "c"), ("a", "b:c")):
+            signed = _signed(client_id, key, now, jti=jti)
+            r = await post(http, {"client_assertion_type": ASSERTION_TYPE, "client_assertion": signed})
+            assert r.status_code == 200, (client_id, r.text)
+            again = await post(http, {"client_assertion_type": ASSERTION_TYPE, "client_assertion": signed})
+            assert again.status_code == 400  # each still replays only its own
