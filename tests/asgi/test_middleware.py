@@ -25,6 +25,7 @@ from tests.core.grants.authcode_helpers import pkce_pair
 from tests.helpers import SVC_SECRET, Lifespan, http_client, not_found_app, websocket_roundtrip
 
 AUTH = ("svc", SVC_SECRET)
+BASIC = (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode()))
 CC = {"grant_type": "client_credentials"}
 
 
@@ -134,31 +135,11 @@ async def test_events_reach_on_event_after_the_response(make_config: Callable[..
     order: list[str] = []
     app = AttestoMiddleware(not_found_app, make_config(hooks=hooks))
 
-    async def send(message: dict[str, Any]) -> None:
+    def seen(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
             order.append(f"body with {len(hooks.events)} events emitted")
 
-    body = b"grant_type=client_credentials"
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    import base64
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/oauth/token",
-        "scheme": "http",
-        "server": ("127.0.0.1", 80),
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/x-www-form-urlencoded"),
-            (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode())),
-        ],
-    }
-    await app(scope, receive, send)
+    await _raw(app, [{"type": "http.request", "body": b"grant_type=client_credentials"}], [BASIC], on_send=seen)
     assert order == ["body with 0 events emitted"]
     assert [e.name for e in hooks.events] == ["token_issued"]
 
@@ -257,43 +238,27 @@ async def test_non_http_scopes_reach_the_app(config: Config) -> None:
 async def test_plain_http_through_a_proxy_to_a_loopback_bound_server_is_refused(
     make_config: Callable[..., Config],
 ) -> None:
-    import base64
-
     app = AttestoMiddleware(not_found_app, make_config(issuer="https://as.example.com"))
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"grant_type=client_credentials", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/oauth/token",
-        "scheme": "http",
-        "server": ("127.0.0.1", 8000),  # the server binds loopback; the client addressed a public host
-        "query_string": b"",
-        "headers": [
-            (b"host", b"as.example.com"),
-            (b"content-type", b"application/x-www-form-urlencoded"),
-            (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode())),
-        ],
-    }
-    await app(scope, receive, send)
+    body = {"type": "http.request", "body": b"grant_type=client_credentials", "more_body": False}
+    # The server binds loopback; the client addressed a public host.
+    loopback_bound = ("127.0.0.1", 8000)
+    sent = await _raw(app, [dict(body)], [(b"host", b"as.example.com"), BASIC], server=loopback_bound)
     assert sent[0]["status"] == 400
     assert b"HTTPS is required" in sent[1]["body"]
-    scope["headers"][0] = (b"host", b"[::1]:8000")
-    sent.clear()
-    await app(scope, receive, send)
+    sent = await _raw(app, [dict(body)], [(b"host", b"[::1]:8000"), BASIC], server=loopback_bound)
     assert sent[0]["status"] == 200
 
 
 async def _raw(
-    app: AttestoMiddleware, messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]
+    app: AttestoMiddleware,
+    messages: list[dict[str, Any]],
+    headers: list[tuple[bytes, bytes]],
+    *,
+    server: tuple[str, int] = ("127.0.0.1", 80),
+    on_send: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One POST to the token path by hand: ``messages`` are what ``receive`` hands out."""
+    """One POST to the token path by hand: ``messages`` are what ``receive`` hands out, then
+    a disconnect; returns what was sent (each also handed to ``on_send`` as it is)."""
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -301,13 +266,15 @@ async def _raw(
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
+        if on_send is not None:
+            on_send(message)
 
     scope = {
         "type": "http",
         "method": "POST",
         "path": "/oauth/token",
         "scheme": "http",
-        "server": ("127.0.0.1", 80),
+        "server": server,
         "query_string": b"",
         "headers": [(b"content-type", b"application/x-www-form-urlencoded"), *headers],
     }
@@ -363,8 +330,7 @@ async def test_an_absurd_content_length_is_413_or_read_never_a_500(
 ) -> None:
     app = AttestoMiddleware(not_found_app, make_config())
     body = b"grant_type=client_credentials"
-    auth = (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode()))
-    sent = await _raw(app, [{"type": "http.request", "body": body}], [(b"content-length", length), auth])
+    sent = await _raw(app, [{"type": "http.request", "body": body}], [(b"content-length", length), BASIC])
     # Leading zeros make the second one 9: a length within the limit, so the body is read.
     assert sent[0]["status"] == (200 if length.lstrip(b"0") == b"9" else 413), sent
 
@@ -372,10 +338,9 @@ async def test_an_absurd_content_length_is_413_or_read_never_a_500(
 async def test_two_authorization_headers_are_invalid_request(make_config: Callable[..., Config]) -> None:
     # RFC 9110 §11.6.2: one Authorization field; RFC 6749 §2.3: one authentication per request.
     app = AttestoMiddleware(not_found_app, make_config())
-    basic = (b"authorization", b"Basic " + base64.b64encode(f"svc:{SVC_SECRET}".encode()))
     body = [{"type": "http.request", "body": b"grant_type=client_credentials"}]
-    for headers in ([basic, (b"authorization", b"Bearer x")], [(b"authorization", b"Bearer x"), basic], [basic, basic]):
+    for headers in ([BASIC, (b"authorization", b"Bearer x")], [(b"authorization", b"Bearer x"), BASIC], [BASIC, BASIC]):
         sent = await _raw(app, list(body), headers)
         assert sent[0]["status"] == 400, headers
         assert msgspec.json.decode(sent[1]["body"])["error"] == "invalid_request"
-    assert (await _raw(app, list(body), [basic]))[0]["status"] == 200
+    assert (await _raw(app, list(body), [BASIC]))[0]["status"] == 200
