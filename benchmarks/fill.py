@@ -84,6 +84,7 @@ async def _fill_redis(store: Any, records: Sequence[RefreshRecord]) -> None:
             )
             for r in records[start : start + 5000]
         ]
-        replies = await store._pipeline(commands)
+        replies: list[Any] = []
+        await store._pipeline(commands, replies)
         if not all(reply == 1 for reply in replies):
             raise RuntimeError(f"refresh token refused by the store: {next(r for r in replies if r != 1)!r}")

@@ -540,3 +540,117 @@ async def test_a_frozen_server_never_hangs_a_reconnect(private_redis: RedisServe
         assert await store.family_revoked(new_id()) is False
     finally:
         await store.aclose()
+
+
+async def test_a_kept_connection_the_server_closed_while_idle_is_replaced_not_failed(
+    private_redis: RedisServer,
+) -> None:
+    # Redis's `timeout` (common on managed Redis) closes idle clients. A kept connection whose
+    # close the event loop has read goes back to the pool to reconnect, as redis-py's pool
+    # does: a non-idempotent operation after a quiet spell must not fail with a 503.
+    admin = RedisStore(f"{private_redis.url}/0?prefix=admin{new_id()}")
+    await admin.client.config_set("timeout", 1)  # this test's own server: not restored
+    await admin.aclose()
+    store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=2")
+    try:
+        now = time.time()
+        codes = [make_code(now) for _ in range(11)]
+        for code in codes:
+            await store.put_code(code)
+        for burst in (False, True):  # a lone operation, then a burst written by ``_kick``
+            assert store._idle
+            async with asyncio.timeout(15):  # until the server has closed what we keep
+                assert [await c._reader.read(1) for c in store._idle] == [b""] * len(store._idle)
+            todo = codes[1:] if burst else codes[:1]
+            taken = await asyncio.gather(*(store.take_code(c.code_hash) for c in todo), return_exceptions=True)
+            assert taken == todo, taken
+    finally:
+        await store.aclose()
+
+
+class _CutAfterOneReply:
+    """A loopback proxy to Redis that, once ``armed`` is set, forwards exactly one complete
+    reply more and then cuts both connections (a crash between two replies of a pipeline)."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.armed = False
+        self.writers: list[asyncio.StreamWriter] = []
+        self.handlers: set[asyncio.Task[Any]] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        import hiredis
+
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.redis_port)
+        self.writers += [client_w, server_w]
+
+        async def upstream() -> None:
+            while data := await client_r.read(65536):
+                server_w.write(data)
+
+        async def downstream() -> None:
+            while data := await server_r.read(65536):
+                if not self.armed:
+                    client_w.write(data)
+                    continue
+                reader = hiredis.Reader()
+                for i in range(len(data)):
+                    reader.feed(data[i : i + 1])
+                    if reader.gets() is not False:
+                        self.armed = False
+                        server_w.transport.abort()
+                        client_w.write(data[: i + 1])
+                        client_w.close()  # after what was written: that reply, then the close
+                        return
+
+        await asyncio.gather(upstream(), downstream(), return_exceptions=True)
+        client_w.transport.abort()
+        server_w.transport.abort()
+
+
+async def test_replies_read_before_a_connection_drops_answer_their_operations(redis_server: RedisServer) -> None:
+    # Two redemptions share a pipeline and the connection drops after the first reply: the
+    # first code was redeemed and its caller gets it (told "unavailable", a retry would find
+    # the code reused and revoke the family); the second's outcome is unknown.
+    proxy = _CutAfterOneReply(redis_server.port)
+    store = RedisStore(f"redis://127.0.0.1:{await proxy.start()}/0?prefix=t{new_id()}&socket_timeout=5")
+    try:
+        now = time.time()
+        first, second = make_code(now), make_code(now)
+        await store.put_code(first)
+        await store.put_code(second)
+        assert await store.take_code(make_code(now).code_hash) is None  # its script loaded
+        # Under load (the last pipeline held several), so the next two queue and share one.
+        await asyncio.gather(*(store.family_revoked(new_id()) for _ in range(20)))
+        sizes: list[int] = []
+        store.on_pipeline = sizes.append
+        proxy.armed = True
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(
+                store.take_code(first.code_hash), store.take_code(second.code_hash), return_exceptions=True
+            )
+        assert sizes[0] == 2
+        assert results[0] == first
+        assert isinstance(results[1], StoreUnavailable)
+        # The store serves again on a new connection; Redis ran both (the reply was lost).
+        assert isinstance(await store.take_code(first.code_hash), CodeReused)
+        assert isinstance(await store.take_code(second.code_hash), CodeReused)
+    finally:
+        await store.aclose()
+        await proxy.close()

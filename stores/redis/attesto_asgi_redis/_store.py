@@ -418,8 +418,8 @@ class RedisStore:
                     self._flushing = True
                     asyncio.get_running_loop().call_soon(self._flush)
                 return  # not yet: the end of the turn sends it
-            writer = getattr(self._idle[-1], "_writer", None) if self._idle else None
-            if writer is None or writer.is_closing():
+            writer = _open_writer(self._idle[-1]) if self._idle else None
+            if writer is None:
                 if self._starting == 0:  # a sender task checks a connection out (or fails it)
                     self._starting += 1
                     self._senders.add(asyncio.get_running_loop().create_task(self._sender()))
@@ -490,6 +490,18 @@ class RedisStore:
         else:
             op.future.set_result(reply)
 
+    def _answer(self, ops: list[_Op], replies: list[Any]) -> list[_Op]:
+        """Answer each operation from its reply, but those whose script was not loaded:
+        returned, to be sent again (NOSCRIPT: the script cache was flushed, a Redis restart;
+        the script did not run, so it is safe to load it and send it again)."""
+        missing: list[_Op] = []
+        for op, reply in zip(ops, replies, strict=True):
+            if isinstance(reply, NoScriptError) and op.command[0] == "EVALSHA":
+                missing.append(op)
+            else:
+                self._settle(op, reply)
+        return missing
+
     async def _sender(self, batch: list[_Op] | None = None, written: Any = None) -> None:
         """One pipeline in flight: ``batch``, written on the connection ``written`` by
         ``_kick``, or (``None``) a share of the queue taken now and sent on a connection
@@ -521,30 +533,29 @@ class RedisStore:
                 commands += [op.command for op in pending]
                 if written is None:
                     self._count(len(commands))
+                replies: list[Any] = []
                 try:
-                    replies = await self._pipeline(commands, written)
-                except _UNREACHABLE as exc:
-                    await self._lost(pending, exc)
-                    return
-                except Exception as exc:  # any other failure of the whole pipeline: each op gets it
-                    for op in pending:
-                        self._settle(op, exc)
-                    return
-                except BaseException as exc:  # the sending task cancelled: outcome unknown
-                    for op in pending:
+                    await self._pipeline(commands, replies, written)
+                except BaseException as exc:
+                    # An operation whose reply was read before the failure has its outcome:
+                    # it gets that reply (a redeemed code told "unavailable" would be retried
+                    # and seen as reused). The outcome of the rest is unknown.
+                    answered = replies[len(loads) :]
+                    rest = self._answer(pending[: len(answered)], answered) + pending[len(answered) :]
+                    if isinstance(exc, _UNREACHABLE):
+                        await self._lost(rest, exc)
+                        return
+                    if isinstance(exc, Exception):  # any other failure of the pipeline
+                        for op in rest:
+                            self._settle(op, exc)
+                        return
+                    for op in rest:  # the sending task cancelled: outcome unknown
                         if alone:  # the task cancelled is the operation's caller
                             op.future.cancel()
                         self._settle(op, RedisConnectionError(f"pipeline abandoned: {type(exc).__name__}"))
                     raise
                 written = None
-                missing: list[_Op] = []
-                for op, reply in zip(pending, replies[len(loads) :], strict=True):
-                    # NOSCRIPT: the script cache was flushed (a Redis restart); the script did
-                    # not run, so it is safe to load it and send it again.
-                    if isinstance(reply, NoScriptError) and op.command[0] == "EVALSHA":
-                        missing.append(op)
-                    else:
-                        self._settle(op, reply)
+                missing = self._answer(pending, replies[len(loads) :])
                 if not missing:
                     return
                 pending = missing
@@ -555,22 +566,19 @@ class RedisStore:
         finally:
             self._out -= len(batch)
 
-    async def _pipeline(self, commands: list[tuple[EncodableT, ...]], written: Any = None) -> list[Any]:
+    async def _pipeline(self, commands: list[tuple[EncodableT, ...]], replies: list[Any], written: Any = None) -> None:
         """Write ``commands`` at once on one connection (unless ``_kick`` has written them on
-        the connection ``written``), then read one reply each.
+        the connection ``written``), then read one reply each into ``replies``: when the
+        connection fails part way, the replies read before stay there for their operations.
 
         What ``pipeline(transaction=False).execute(raise_on_error=False)`` does, without its
-        per-call bookkeeping: an error reply is returned in its place, a connection error or
+        per-call bookkeeping: an error reply takes its place, a connection error or
         timeout raises, and a connection left with unread replies is closed and returned to
         the pool, never reused. A connection that answered every reply is kept for the next
         pipeline.
         """
-        # A kept connection answered every reply of its last pipeline. One the server has
-        # closed since (a restart, an idle timeout) fails this pipeline as a pooled one would:
-        # the pool's own check cannot see the close before the event loop has read it.
-        conn = written if written is not None else self._idle.pop() if self._idle else await self._checkout()
+        conn = written if written is not None else await self._connection()
         try:
-            replies: list[Any] = []
             # One deadline for the whole pipeline, its write and every reply, instead of a
             # timer each: the connection's own timeout is off while we hold it (``_checkout``),
             # so redis-py's write starts no ``wait_for`` (on Python 3.11 a task and a timer: a
@@ -594,7 +602,22 @@ class RedisStore:
                 await self._checkin(conn)
             raise
         self._idle.append(conn)
-        return replies
+
+    async def _connection(self) -> Any:
+        """A kept connection (it answered every reply of its last pipeline), else one from
+        the pool. A kept one the event loop has seen the server close since (an idle
+        ``timeout``, a restart) goes back to the pool closed, to be connected again, as
+        redis-py's pool does with its own; a close not yet read fails the pipeline as it
+        would fail a pooled connection."""
+        while self._idle:
+            conn = self._idle.pop()
+            if _open_writer(conn) is not None:
+                return conn
+            try:
+                await conn.disconnect()
+            finally:
+                await self._checkin(conn)
+        return await self._checkout()
 
     async def _checkout(self) -> Any:
         """A connection from the pool (connected, its handshake under its own timeout), its
@@ -733,6 +756,16 @@ class RedisStore:
         """Give the connections kept between pipelines back to the pool."""
         while self._idle:
             await self._checkin(self._idle.pop())
+
+
+def _open_writer(conn: Any) -> Any:
+    """The stream writer of a connection the event loop has not seen closed, else None:
+    closing on our side, or the server's close read (its reader at EOF)."""
+    writer = getattr(conn, "_writer", None)
+    reader = getattr(conn, "_reader", None)
+    if writer is None or reader is None or writer.is_closing() or reader.at_eof():
+        return None
+    return writer
 
 
 def open_redis_store(url: str) -> RedisStore:
