@@ -32,6 +32,12 @@ async def _evalsha_calls(store: RedisStore) -> int:
     return int(entry.get("calls", 0)) - int(entry.get("failed_calls", 0)) - int(entry.get("rejected_calls", 0))
 
 
+def _pid(server: RedisServer) -> int:
+    """The running redis-server's pid, to stop (SIGSTOP) or kill it."""
+    assert server.proc is not None
+    return server.proc.pid
+
+
 def _sent(store: RedisStore) -> asyncio.Event:
     """Set once the store has taken a pipeline's operations off its queue."""
     event = asyncio.Event()
@@ -237,6 +243,36 @@ async def test_noscript_after_script_flush_is_recovered_for_every_operation(redi
     assert isinstance(again, AlreadyRotated)
 
 
+async def test_after_noscript_an_operation_whose_caller_was_cancelled_is_not_sent_again(
+    private_redis: RedisServer,
+) -> None:
+    # Its first send ran nothing (NOSCRIPT); sent again it would redeem a code for a caller
+    # that is gone (a client that disconnected): it is dropped instead.
+    code = make_code(time.time())
+    store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=5")
+    pid = _pid(private_redis)
+    try:
+        await store.put_code(code)
+        await asyncio.gather(*(store.family_revoked(new_id()) for _ in range(20)))  # under load
+        await store.client.script_flush()
+        os.kill(pid, signal.SIGSTOP)  # what is sent is answered only once the caller is gone
+        try:
+            sent = _sent(store)
+            taking = asyncio.ensure_future(store.take_code(code.code_hash))
+            other = asyncio.ensure_future(store.family_revoked(new_id()))
+            await sent.wait()
+            taking.cancel()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        async with asyncio.timeout(10):
+            assert await other is False
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+        assert await store.take_code(code.code_hash) == code  # never redeemed
+    finally:
+        await store.aclose()
+
+
 async def test_cancelled_before_send_is_dropped(redis_store: RedisStore) -> None:
     record = make_refresh(time.time(), ttl=LONG)
     before = redis_store.pipelines_sent
@@ -256,6 +292,9 @@ async def test_cancelled_before_send_is_dropped(redis_store: RedisStore) -> None
 
 async def test_cancelled_after_send_completes_as_a_unit(redis_server: RedisServer) -> None:
     store = RedisStore(f"{redis_server.url}/0?prefix=t{new_id()}")
+    # put_refresh's script loaded first: a NOSCRIPT reply would mean it never ran, and an
+    # operation whose caller is gone is not sent again.
+    assert await store.put_refresh(make_refresh(time.time(), ttl=LONG)) is True
     record = make_refresh(time.time(), ttl=LONG)
     lone = asyncio.ensure_future(store.family_revoked(new_id()))
     await asyncio.sleep(0)  # sent alone: the put queues for a sender task
@@ -279,7 +318,9 @@ async def test_cancelled_after_send_completes_as_a_unit(redis_server: RedisServe
 async def test_a_lone_operation_cancelled_after_its_write_runs_and_the_store_goes_on(
     redis_store: RedisStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert await redis_store.family_revoked(new_id()) is False  # a connection kept
+    # A connection kept, and put_refresh's script loaded (after a NOSCRIPT reply it would
+    # not have run, and nobody is left to send it again).
+    assert await redis_store.put_refresh(make_refresh(time.time(), ttl=LONG)) is True
     record = make_refresh(time.time(), ttl=LONG)
     sent = _sent(redis_store)
     task = asyncio.ensure_future(redis_store.put_refresh(record))
@@ -461,8 +502,7 @@ async def test_a_dropped_connection_fails_its_pipeline_and_the_store_serves_agai
         code = make_code(now)
         await store.put_code(code)
         records = [make_refresh(now, ttl=LONG) for _ in range(10)]
-        assert private_redis.proc is not None
-        pid = private_redis.proc.pid
+        pid = _pid(private_redis)
         os.kill(pid, signal.SIGSTOP)  # the pipeline is sent but never answered
         sent = _sent(store)
         calls = [
@@ -487,8 +527,7 @@ async def test_a_frozen_server_fails_the_whole_pipeline_within_its_deadline(priv
     # the commands and never answers fails every operation of the pipeline with
     # StoreUnavailable, and the connection that still owes replies is never reused.
     store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=0.5")
-    assert private_redis.proc is not None
-    pid = private_redis.proc.pid
+    pid = _pid(private_redis)
     try:
         now = time.time()
         code = make_code(now)
@@ -525,8 +564,7 @@ async def test_a_frozen_server_never_hangs_a_reconnect(private_redis: RedisServe
     # one deadline of their own) and gives it back with the connection: a connection that
     # reconnects reads its handshake under it, or a frozen server would hold it for ever.
     store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=0.5")
-    assert private_redis.proc is not None
-    pid = private_redis.proc.pid
+    pid = _pid(private_redis)
     try:
         assert await store.family_revoked(new_id()) is False  # a connection is held
         os.kill(pid, signal.SIGSTOP)

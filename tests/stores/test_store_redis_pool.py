@@ -8,11 +8,14 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from attesto_asgi_redis import RedisStore
 
 from attesto_asgi._secrets import new_id
+from attesto_asgi.errors import StoreUnavailable
 from attesto_asgi.testing.store_contract import LONG, make_refresh
+from tests.helpers import free_port
 from tests.stores.redis_server import RedisServer
 
 
@@ -95,6 +98,26 @@ async def test_a_kept_connection_the_server_closed_is_replaced_once_its_close_is
             assert await conn._reader.read(1) == b""  # the close, read
         assert await store.claim_once(new_id(), 60) is True  # SET NX: never sent twice
         assert await _connection_id(store) != kept
+    finally:
+        await admin.aclose()
+        await store.aclose()
+
+
+async def test_a_readonly_reply_drops_the_connection_so_a_failover_reconnects(private_redis: RedisServer) -> None:
+    # After a failover the old primary answers writes with READONLY: that write fails
+    # (StoreUnavailable: it did not apply), and the connection is not kept, so the next
+    # pipeline connects again (where a failover moves the address, to the new primary).
+    store = RedisStore(f"{private_redis.url}/0?prefix=t{new_id()}&socket_timeout=2")
+    admin = aioredis.Redis.from_url(f"{private_redis.url}/0")
+    try:
+        first = await _connection_id(store)
+        await admin.replicaof("127.0.0.1", str(free_port()))  # a replica of nothing: read-only
+        with pytest.raises(StoreUnavailable):
+            await store.claim_once(new_id(), 60)
+        assert store._idle == []
+        await admin.replicaof("NO", "ONE")  # promoted (here, the same address)
+        assert await store.claim_once(new_id(), 60) is True
+        assert await _connection_id(store) != first
     finally:
         await admin.aclose()
         await store.aclose()

@@ -496,7 +496,8 @@ class RedisStore:
         the script did not run, so it is safe to load it and send it again)."""
         missing: list[_Op] = []
         for op, reply in zip(ops, replies, strict=True):
-            if isinstance(reply, NoScriptError) and op.command[0] == "EVALSHA":
+            # Not for a caller already cancelled: nobody would hear what it did.
+            if isinstance(reply, NoScriptError) and op.command[0] == "EVALSHA" and not op.future.done():
                 missing.append(op)
             else:
                 self._settle(op, reply)
@@ -578,6 +579,7 @@ class RedisStore:
         pipeline.
         """
         conn = written if written is not None else await self._connection()
+        readonly = False
         try:
             # One deadline for the whole pipeline, its write and every reply, instead of a
             # timer each: the connection's own timeout is off while we hold it (``_checkout``),
@@ -593,6 +595,7 @@ class RedisStore:
                             replies.append(await conn.read_response(timeout=math.inf))
                         except ResponseError as exc:
                             replies.append(exc)
+                            readonly = readonly or isinstance(exc, ReadOnlyError)
             except TimeoutError:
                 raise RedisTimeoutError(f"pipeline not answered within {self._timeout} s") from None
         except BaseException:
@@ -601,6 +604,16 @@ class RedisStore:
             finally:  # back to the pool even if closing failed: the pool never shrinks
                 await self._checkin(conn)
             raise
+        if readonly:
+            # READONLY: the node is a replica now (a failover). Its connections are no use for
+            # writes; dropped, the next pipeline connects again (to the new primary, where a
+            # failover moves the address).
+            try:
+                await conn.disconnect()
+            finally:
+                await self._checkin(conn)
+            await self._drop_connections()
+            return
         self._idle.append(conn)
 
     async def _connection(self) -> Any:
@@ -618,6 +631,14 @@ class RedisStore:
             finally:
                 await self._checkin(conn)
         return await self._checkout()
+
+    async def _drop_connections(self) -> None:
+        """Close the kept connections and those idle in the pool: the next pipelines connect
+        again (after a lost connection, a restart, a failover)."""
+        with contextlib.suppress(Exception):
+            await self._release_idle()
+        with contextlib.suppress(Exception):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
 
     async def _checkout(self) -> Any:
         """A connection from the pool (connected, its handshake under its own timeout), its
@@ -638,10 +659,7 @@ class RedisStore:
         are sent once more (on a fresh connection, in the next pipeline), the others fail.
         """
         try:
-            with contextlib.suppress(Exception):
-                await self._release_idle()
-            with contextlib.suppress(Exception):
-                await self.client.connection_pool.disconnect(inuse_connections=False)
+            await self._drop_connections()
         finally:  # also when the sending task is cancelled here: no operation is left hanging
             again: list[_Op] = []
             for op in pending:
