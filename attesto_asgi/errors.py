@@ -42,6 +42,19 @@ INVALID_TARGET: Final = "invalid_target"
 # RFC 7009 §2.2.1
 UNSUPPORTED_TOKEN_TYPE: Final = "unsupported_token_type"
 
+# A value a client sent, safe to quote in a detail (logged, and put in an audit event's
+# reason): a URN, or a short word such as a grant type or an algorithm name. Anything else
+# (a misplaced token, code or secret) is described by its length, never quoted.
+_QUOTABLE: Final = re.compile(r"urn:[A-Za-z0-9:._-]{1,120}|[A-Za-z0-9_.-]{1,20}")
+
+
+def quoted(value: object) -> str:
+    """``value`` quoted for a detail when it is a URN or a short word, else its length."""
+    if isinstance(value, str) and _QUOTABLE.fullmatch(value):
+        return repr(value)
+    return f"<{len(value)} characters>" if isinstance(value, str) else f"<{type(value).__name__}>"
+
+
 _STATUS: Final[dict[str, int]] = {
     INVALID_CLIENT: 401,
     TEMPORARILY_UNAVAILABLE: 503,

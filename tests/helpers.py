@@ -10,7 +10,7 @@ import httpx
 import msgspec
 from joserfc.jwk import ECKey
 
-from attesto_asgi import Client, KeySet
+from attesto_asgi import Client, Config, Hooks, KeySet
 from attesto_asgi.store import AccessTokenStore
 
 ISSUER = "http://localhost"
@@ -195,6 +195,18 @@ async def websocket_roundtrip(app: Any, path: str) -> list[dict[str, Any]]:
     }
     await app(scope, receive, send)
     return sent
+
+
+class LoadFails(Hooks):
+    """Mixed into test hooks: ``load_client`` raises for the client ids in ``down`` (a host's
+    client store failing for them), else loads as usual."""
+
+    down: frozenset[str] = frozenset()
+
+    async def load_client(self, config: Config, client_id: str) -> Client | None:
+        if client_id in self.down:
+            raise LookupError("client store down")
+        return await super().load_client(config, client_id)
 
 
 def free_port() -> int:

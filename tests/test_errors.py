@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attesto_asgi import OAuthError
+from attesto_asgi.errors import quoted
 from tests.helpers import ERROR_DESCRIPTION
 
 
@@ -43,3 +44,19 @@ def test_a_description_keeps_to_the_characters_rfc_6749_allows(text: str) -> Non
     assert len(description) == len(text)
     allowed = [c for c in text if c not in '"\\' and " " <= c <= "~"]
     assert [c for c in description if c != "?"] == [c for c in allowed if c != "?"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("password", "'password'"),
+        ("ES256", "'ES256'"),
+        ("urn:ietf:params:oauth:grant-type:device_code", "'urn:ietf:params:oauth:grant-type:device_code'"),
+        ("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln", "<41 characters>"),
+        ("Xq3vLzP0aB8kR2mN5tY7wE1uI4oP6aS9dF0gH3jK5lZ", "<43 characters>"),  # a code's shape
+        ("with space", "<10 characters>"),
+        (None, "<NoneType>"),
+    ],
+)
+def test_a_sent_value_is_quoted_only_when_it_cannot_be_a_credential(value: object, shown: str) -> None:
+    assert quoted(value) == shown

@@ -18,7 +18,7 @@ import msgspec
 from ..config import Config, is_loopback_host
 from ..core.client_auth import Authenticated, ClientAuthenticator
 from ..core.introspection import introspect
-from ..core.issuer import issue, store_unavailable_error
+from ..core.issuer import as_oauth_error, issue, store_unavailable_error
 from ..core.revocation import revoke
 from ..errors import INVALID_REQUEST, OAuthError, StoreUnavailable
 from ..events import TOKEN_DENIED, Event
@@ -70,10 +70,6 @@ class AttestoMiddleware:
         self.app = app
         self.config = config
         self.authenticator = ClientAuthenticator(config)
-        # The default sink only logs at INFO: with that level off, handing it events is work
-        # for nothing. Any other sink (an override, a bound function) gets every event.
-        sink = getattr(config.hooks.on_event, "__func__", None)
-        self._events_only_logged = sink is Hooks.on_event
         routes: dict[str, Handler] = {
             config.token_path: self._post_endpoint("token", self._token_call),
             config.revocation_path: self._post_endpoint("revocation", self._revocation_call),
@@ -118,9 +114,12 @@ class AttestoMiddleware:
         return handler
 
     async def _emit(self, events: Iterable[Event]) -> None:
-        if self._events_only_logged and not events_log.isEnabledFor(logging.INFO):
-            return
         on_event = self.config.hooks.on_event
+        # The default sink only logs at INFO: with that level off, handing it events is work
+        # for nothing. Any other sink (an override, a bound function, one set on the hooks
+        # after start-up: hooks.md, looked up at each call) gets every event.
+        if getattr(on_event, "__func__", None) is Hooks.on_event and not events_log.isEnabledFor(logging.INFO):
+            return
         for event in events:
             try:
                 await on_event(event)
@@ -196,6 +195,10 @@ class AttestoMiddleware:
         except StoreUnavailable as exc:  # the replay cache, during client authentication
             log.warning("store unavailable during client authentication: %s", exc)
             return self._denied_at_edge(store_unavailable_error(exc), client_id, denial_data)
+        except ClientDisconnected:
+            raise
+        except Exception as exc:  # a host's load_client hook, a client's unreadable jwks: 500, logged
+            return self._denied_at_edge(as_oauth_error(exc, "client authentication"), client_id, denial_data)
         return await pending
 
     def _token_call(self, authenticated: Authenticated, form: Form) -> Awaitable[Issued | Denied]:

@@ -22,7 +22,7 @@ from joserfc.jwk import KeySet, OctKey
 
 from .._secrets import verify_client_secret
 from ..config import Config
-from ..errors import INVALID_CLIENT, INVALID_REQUEST, OAuthError
+from ..errors import INVALID_CLIENT, INVALID_REQUEST, OAuthError, quoted
 from ..model import Client
 from ._wire import Assertion
 
@@ -201,7 +201,7 @@ class ClientAuthenticator:
             raise fail("assertion from an unknown client or a client registered for another method", False)
         algs = _pinned_algs(client)
         if header.get("alg") not in algs:
-            raise fail(f"assertion alg {header.get('alg')!r} not registered for the client", False)
+            raise fail(f"assertion alg {quoted(header.get('alg'))} not registered for the client", False)
         candidates: list[Any]
         if client.token_endpoint_auth_method == "client_secret_jwt":
             candidates = [OctKey.import_key(client.jwt_secret or b"")]

@@ -18,6 +18,7 @@ from ..errors import (
     UNSUPPORTED_GRANT_TYPE,
     OAuthError,
     StoreUnavailable,
+    quoted,
 )
 from ..events import TOKEN_DENIED
 from ..model import Denied, Issued, TokenRequest
@@ -68,7 +69,7 @@ def grant_supported(request: TokenRequest) -> ModuleType:
     grant = GRANTS.get(request.grant_type)
     if grant is None:
         # RFC 6749 §5.2 unsupported_grant_type: not supported by the authorization server.
-        raise OAuthError(UNSUPPORTED_GRANT_TYPE, detail=f"grant_type {request.grant_type!r}")
+        raise OAuthError(UNSUPPORTED_GRANT_TYPE, detail=f"grant_type {quoted(request.grant_type)}")
     return grant
 
 

@@ -76,8 +76,11 @@ def offline_access_granted(scope: tuple[str, ...]) -> bool:
 def check_resources(resources: tuple[str, ...]) -> None:
     """RFC 8707 §2: a resource MUST be an absolute URI and MUST NOT include a fragment."""
     for r in resources:
-        parts = urlsplit(r)
-        if not parts.scheme or "#" in r or (parts.scheme in ("http", "https") and not parts.netloc):
+        try:
+            parts = urlsplit(r)
+        except ValueError:  # e.g. "http://[": a malformed IPv6 host
+            parts = None
+        if parts is None or not parts.scheme or "#" in r or (parts.scheme in ("http", "https") and not parts.netloc):
             raise OAuthError(
                 INVALID_TARGET, "The resource parameter is invalid.", detail="resource not an absolute URI"
             )

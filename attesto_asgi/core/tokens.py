@@ -18,6 +18,7 @@ __all__ = [
     "FAMILY_CLAIM",
     "AccessToken",
     "MintError",
+    "family_owner",
     "family_revocation_until",
     "family_revoked_during_request",
     "family_still_live",
@@ -165,12 +166,28 @@ def family_revocation_until(
     config: Config, client: Client | None, now: float, family_expires_at: float | None = None
 ) -> float:
     """How long a family's revocation must stick: past the family's end of life (``now`` plus
-    the longest family lifetime when the end is not known) and past every access token the
-    family may have minted."""
-    at_ttl = max(config.access_token_ttl, (client.access_token_ttl or 0) if client else 0)
+    the longest family lifetime when the end is not known) and past every token that carries
+    the family (``fid``) and may have been minted by now: its access tokens (``client``'s
+    lifetime: the client the family was issued to) and its ID tokens, which a token exchange
+    accepts as subject tokens."""
+    lifetime = max(config.access_token_ttl, (client.access_token_ttl or 0) if client else 0, config.id_token_ttl)
     if family_expires_at is None:
         family_expires_at = now + max(config.refresh_family_ttl, (client.refresh_family_ttl or 0) if client else 0)
-    return max(family_expires_at, now + at_ttl)
+    return max(family_expires_at, now + lifetime)
+
+
+async def family_owner(ctx: Context, client_id: str) -> Client | None:
+    """The client a family was issued to, whose token lifetimes size its revocation: the
+    requesting client when it is that client, else loaded. A lookup that fails is logged and
+    the revocation goes ahead on the configured lifetimes (None): a detected reuse revokes
+    the family whatever the host's client store is doing."""
+    if ctx.request.client.client_id == client_id:
+        return ctx.request.client
+    try:
+        return await ctx.policy.load_client(ctx.config, client_id)
+    except Exception:
+        log.exception("loading client %r to size a family revocation failed; revoking on the defaults", client_id)
+        return None
 
 
 def token_response(

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from attesto_asgi import AttestoMiddleware, Config, Event, Hooks, issue_code
+from attesto_asgi import AttestoMiddleware, Client, Config, Event, Hooks, issue_code
 from tests.core.grants.authcode_helpers import pkce_pair
 from tests.helpers import SVC_SECRET, Lifespan, http_client, not_found_app, websocket_roundtrip
 
@@ -344,3 +344,44 @@ async def test_two_authorization_headers_are_invalid_request(make_config: Callab
         assert sent[0]["status"] == 400, headers
         assert msgspec.json.decode(sent[1]["body"])["error"] == "invalid_request"
     assert (await _raw(app, list(body), [BASIC]))[0]["status"] == 200
+
+
+async def test_a_failing_load_client_hook_is_a_500_server_error_with_its_event(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The host's client store down: a logged server_error and a token_denied event, never an
+    # exception out of the middleware (which would leave the answer to the ASGI server).
+    class Down(Recorder):
+        async def load_client(self, config: Config, client_id: str) -> Client | None:
+            raise RuntimeError("client DB down")
+
+    hooks = Down()
+    app = AttestoMiddleware(not_found_app, make_config(hooks=hooks))
+    sent = await _raw(app, [{"type": "http.request", "body": b"grant_type=client_credentials"}], [BASIC])
+    assert sent[0]["status"] == 500
+    assert msgspec.json.decode(sent[1]["body"]) == {
+        "error": "server_error",
+        "error_description": "The server could not complete the request.",
+    }
+    [event] = hooks.events
+    assert (event.name, event.data["error"]) == ("token_denied", "server_error")
+    assert "client DB down" in caplog.text  # logged for the operator, not sent
+
+
+async def test_an_event_sink_set_after_start_up_gets_every_event(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    # hooks.md: on_event is looked up at each call, and a sink of the host's own gets every
+    # event whatever the log level (INFO is off here).
+    caplog.set_level(logging.WARNING, logger="attesto_asgi.events")
+    config = make_config(hooks=Hooks())
+    app = AttestoMiddleware(not_found_app, config)
+    got: list[str] = []
+
+    async def sink(event: Event) -> None:
+        got.append(event.name)
+
+    config.hooks.on_event = sink  # type: ignore[method-assign]
+    sent = await _raw(app, [{"type": "http.request", "body": b"grant_type=client_credentials"}], [BASIC])
+    assert sent[0]["status"] == 200
+    assert got == ["token_issued"]

@@ -29,6 +29,7 @@ from ..pkce import verifier_matches, verifier_well_formed
 from ..refresh import family_expires_at, new_refresh_token, refresh_record
 from ..scope import offline_access_granted
 from ..tokens import (
+    family_owner,
     family_revocation_until,
     family_revoked_during_request,
     mint_access_token,
@@ -127,7 +128,7 @@ async def revoke_reused_family(ctx: Context, reused: CodeReused) -> None:
     that authorization code." Revoking the family is one sticky write."""
     config = ctx.config
     ctx.event(CODE_REUSE_DETECTED, family_id=reused.family_id, issued_to=reused.client_id)
-    issued_to = await ctx.policy.load_client(config, reused.client_id)
+    issued_to = await family_owner(ctx, reused.client_id)
     families: FamilyStore = config.backend
     until = family_revocation_until(config, issued_to, ctx.now)
     if await families.revoke_family(reused.family_id, until):

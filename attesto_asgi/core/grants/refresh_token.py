@@ -38,6 +38,7 @@ from ..scope import client_scope, narrow_scope
 from ..seal import seal, sealer, unseal
 from ..tokens import (
     AccessToken,
+    family_owner,
     family_revocation_until,
     family_still_live,
     mint_access_token,
@@ -230,7 +231,8 @@ async def _answer(
 
 async def _reuse(ctx: Context, store: RefreshGrantStore, record: RefreshRecord, reason: str) -> NoReturn:
     """RFC 9700 §4.14.2: a rotated refresh token presented again revokes the whole family."""
-    until = family_revocation_until(ctx.config, ctx.request.client, ctx.now, record.family_expires_at)
+    owner = await family_owner(ctx, record.client_id)  # the presenter may be another client
+    until = family_revocation_until(ctx.config, owner, ctx.now, record.family_expires_at)
     revoked = await store.revoke_family(record.family_id, until)
     ctx.event(
         REFRESH_REUSE_DETECTED,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ...errors import INVALID_CLIENT, INVALID_REQUEST, OAuthError
+from ...errors import INVALID_CLIENT, INVALID_REQUEST, OAuthError, quoted
 from ...events import TOKEN_EXCHANGED
 from ...model import Client, TokenRequest, VerifiedToken
 from ...store import AccessTokenStore, FamilyStore
@@ -91,7 +91,7 @@ def issued_token_type(request: TokenRequest) -> str:
     wanted = request.params.get("requested_token_type", ACCESS_TOKEN_TYPE)
     # RFC 8693 §2.2.2: a requested type the server cannot issue is invalid_request.
     if wanted not in _ISSUABLE:
-        raise _invalid("The requested_token_type is not supported.", f"requested_token_type {wanted!r}")
+        raise _invalid("The requested_token_type is not supported.", f"requested_token_type {quoted(wanted)}")
     return wanted
 
 
@@ -164,7 +164,7 @@ async def verified(ctx: Context, client: Client, token: str, token_type: str, ro
                 raise InvalidToken("not accepted by hooks.verify_external_token")
             found = external
         else:
-            raise InvalidToken(f"unsupported token type {token_type!r}")
+            raise InvalidToken(f"unsupported token type {quoted(token_type)}")
         if found.expires_at <= ctx.now:
             raise InvalidToken("expired")
         await not_revoked(ctx, found)

@@ -40,7 +40,7 @@ from tests.core.grants.authcode_helpers import (
     redeem,
     spa_code,
 )
-from tests.helpers import FakeClock, access_token_revoked, http_client, jwt_claims, not_found_app
+from tests.helpers import FakeClock, LoadFails, access_token_revoked, http_client, jwt_claims, not_found_app
 
 
 @pytest.fixture
@@ -431,6 +431,27 @@ async def test_reuse_by_another_client_revokes_too(
     reuse = next(e for e in hooks.events if e.name == "code_reuse_detected")
     assert reuse.client_id == "spa2"
     assert reuse.data["issued_to"] == "spa"
+
+
+async def test_reuse_revokes_even_when_loading_the_codes_client_fails(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    # RFC 6749 §4.1.2: a code used twice SHOULD revoke what it issued. The code's client is
+    # loaded only to size the revocation; a host's client store failing then must not stop it.
+    class FailingOwner(LoadFails, RecordingHooks):
+        pass
+
+    hooks = FailingOwner()
+    config = make_config(clients=authcode_clients(), hooks=hooks)
+    store = config.backend
+    async with http_client(AttestoMiddleware(not_found_app, config)) as client:
+        code = await spa_code(config, clock)
+        first = await redeem(client, code)
+        hooks.down = frozenset({"spa"})
+        stolen = await redeem(client, code, client_id="spa2")
+    assert_denied(stolen, "invalid_grant", hooks, "presented again")
+    assert names(hooks.events)[-3:] == ["code_reuse_detected", "family_revoked", "token_denied"]
+    assert await access_token_revoked(store, first.json()["access_token"])
 
 
 async def test_reuse_detected_after_expiry_within_the_margin(

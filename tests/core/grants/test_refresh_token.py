@@ -26,7 +26,7 @@ from tests.core.grants.refresh_support import (
     record_of,
 )
 from tests.families import CREDENTIALS, code_grant, family_clients
-from tests.helpers import FakeClock, access_token_revoked, jwt_claims, standard_clients
+from tests.helpers import FakeClock, LoadFails, access_token_revoked, jwt_claims, standard_clients
 
 MakeEnv = Callable[..., Awaitable[Env]]
 
@@ -776,3 +776,35 @@ async def test_a_family_started_by_the_authorization_code_grant(make_env: MakeEn
 async def test_discovery_lists_the_grant(env: Env) -> None:
     doc = (await env.http.get("/.well-known/openid-configuration")).json()
     assert "refresh_token" in doc["grant_types_supported"]
+
+
+async def test_reuse_by_another_client_revokes_for_the_owners_token_lifetimes(
+    make_env: MakeEnv, clock: FakeClock
+) -> None:
+    # The family's tokens were minted for their owner: its 2-hour access tokens must read as
+    # revoked for 2 hours, whoever presents the rotated token (here a client whose own
+    # access tokens live 15 minutes).
+    long_lived = msgspec.structs.replace(REFRESH_CLIENTS[0], access_token_ttl=7200, refresh_family_ttl=3600)
+    env = await make_env(clients=(long_lived, *REFRESH_CLIENTS[1:]))
+    rt0 = await env.seed(client_id="app")
+    await ok(env, rt0)
+    await denied(env, rt0, "invalid_grant", client_id="other")
+    families = cast(MemoryStore, env.config.backend)._families
+    assert families[family_of(rt0)] >= clock.now + 7200
+
+
+async def test_reuse_revokes_the_family_even_when_loading_its_owner_fails(make_env: MakeEnv, clock: FakeClock) -> None:
+    # LESSONS: reuse detection always revokes; the owner is loaded only to size the
+    # revocation, and a host's client store failing at that moment must not stop it.
+    class FailingOwner(LoadFails, RecordingHooks):
+        pass
+
+    hooks = FailingOwner()
+    env = await make_env(hooks=hooks)
+    rt0 = await env.seed(client_id="app")
+    rt1 = (await ok(env, rt0))["refresh_token"]
+    hooks.down = frozenset({"app"})
+    await denied(env, rt0, "invalid_grant", client_id="other")
+    hooks.down = frozenset()
+    await denied(env, rt1, "invalid_grant")  # the family is revoked
+    assert len(hooks.named(FAMILY_REVOKED)) == 1

@@ -641,3 +641,20 @@ async def test_a_family_revoked_during_the_exchange_leaves_nothing_live(make_con
         assert error(r) == "invalid_request"
     (exchanged,) = hooks.named("token_exchanged")
     assert exchanged.data["family_id"] == user.family_id
+
+
+async def test_a_token_sent_as_a_token_type_is_never_quoted_in_the_event(
+    http: httpx.AsyncClient, cfg: Config, hooks: FamilyHooks
+) -> None:
+    # A client that swaps the fields sends its token where a URN belongs: the denial's
+    # reason (logged, and in the event) gives its length, never the token.
+    user = await start_family(cfg, audience=(B_API,))
+    swapped = await exchange(http, "svc-b", "x", user.access_token, audience=C_API)
+    wanted = await exchange(http, "svc-b", user.access_token, requested_token_type=user.access_token, audience=C_API)
+    assert error(swapped) == error(wanted) == "invalid_request"
+    reasons = [e.data["reason"] for e in hooks.named("token_denied")]
+    assert len(reasons) == 2
+    assert all(user.access_token not in r and f"<{len(user.access_token)} characters>" in r for r in reasons)
+    unsupported = await exchange(http, "svc-b", user.access_token, "urn:example:other", audience=C_API)
+    assert error(unsupported) == "invalid_request"
+    assert "'urn:example:other'" in hooks.named("token_denied")[-1].data["reason"]
