@@ -8,8 +8,10 @@ import logging
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,7 +20,7 @@ from attesto_asgi_sqlite import _store as sqlite_impl
 from attesto_asgi_sqlite._store import _MIGRATIONS, _WRITER_CHECKPOINT_PAGES, _Checkpointer
 
 from attesto_asgi import StoreUnavailable, open_store
-from attesto_asgi.model import AlreadyRotated, CodeReused, Rotated
+from attesto_asgi.model import AlreadyRotated, CodeRecord, CodeReused, Rotated
 from attesto_asgi.store import Store
 from attesto_asgi.testing import StoreContract, StoreFactory
 from attesto_asgi.testing.store_contract import LONG, ContractClock, make_code, make_refresh, successor_of
@@ -859,3 +861,52 @@ async def test_reads_do_not_wait_for_the_writer_and_see_only_commits(tmp_path: P
     finally:
         trace.release()
         await store.aclose()
+
+
+def test_the_store_serves_each_event_loop_it_is_used_on_in_turn(tmp_path: Path) -> None:
+    # asyncio.run per test, a framework's own loop after a warm-up: the batchers of the first
+    # loop died with it, and the store opens again on the next instead of failing for good.
+    store = SQLiteStore(parse_sqlite_url(f"sqlite:///{tmp_path / 'loops.db'}"))
+    now = time.time()
+    codes = [make_code(now) for _ in range(3)]
+
+    async def put() -> None:
+        for code in codes:
+            await store.put_code(code)
+
+    asyncio.run(put())
+    assert asyncio.run(store.take_code(codes[0].code_hash)) == codes[0]
+    assert asyncio.run(store.take_code(codes[1].code_hash)) == codes[1]
+
+    async def last() -> CodeRecord | CodeReused | None:
+        try:
+            return await store.take_code(codes[2].code_hash)
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(last()) == codes[2]
+
+
+def _take_in_child(store: SQLiteStore, code_hash: str, conn: Any) -> None:
+    taken = asyncio.run(store.take_code(code_hash))
+    conn.send(taken.code_hash if isinstance(taken, CodeRecord) else repr(taken))
+
+
+def test_a_forked_worker_opens_the_store_afresh(tmp_path: Path) -> None:
+    # A server that forks its workers after using the store (a pre-fork warm-up): the child
+    # must not use the parent's connections or wait on its threads.
+    import multiprocessing
+
+    store = SQLiteStore(parse_sqlite_url(f"sqlite:///{tmp_path / 'fork.db'}"))
+    code = make_code(time.time())
+    asyncio.run(store.put_code(code))
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe()
+    child = context.Process(target=_take_in_child, args=(store, code.code_hash, child_end))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert parent_end.poll(1)
+    assert parent_end.recv() == code.code_hash
+    # The parent's store, on a new loop, sees the child's redemption.
+    assert isinstance(asyncio.run(store.take_code(code.code_hash)), CodeReused)

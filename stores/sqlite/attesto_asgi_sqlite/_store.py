@@ -30,12 +30,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import random
 import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -727,6 +729,15 @@ class _Open:
         self.reads = reads
         self.checkpointer = checkpointer
         self.purger: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_running_loop()  # its batchers' tasks run there
+
+    def stop(self) -> None:
+        """Stop its threads (each closes its connection) without awaiting anything."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        self.writer.stop()
+        if self.reader is not self.writer:
+            self.reader.stop()
 
 
 # ---------------------------------------------------------------- the store
@@ -744,6 +755,7 @@ class SQLiteStore:
         self._clock = clock
         self._init_lock = asyncio.Lock()
         self._open: _Open | None = None
+        _STORES.add(self)
 
     @property
     def path(self) -> str:
@@ -840,11 +852,33 @@ class SQLiteStore:
     async def _opened(self) -> _Open:
         opened = self._open
         if opened is not None:
-            return opened
+            if opened.loop is asyncio.get_running_loop():
+                return opened
+            self._left_behind(opened)
         try:
             return await self._start()
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"sqlite store {self.options.path!r} cannot be opened: {exc}") from exc
+
+    def _left_behind(self, opened: _Open) -> None:
+        """The store was opened on an event loop that is not the running one (``asyncio.run``
+        called again, a loop per test): its batchers' tasks died with that loop and nothing
+        of it can be awaited. Its threads stop and the store opens again on this loop. Two
+        loops running at once cannot share one store."""
+        if opened.loop.is_running():
+            raise RuntimeError(f"sqlite store {self.options.path!r} is in use on another running event loop")
+        self._open = None
+        self._init_lock = asyncio.Lock()
+        opened.stop()
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's threads do not exist here and its connections must
+        not be used (nor closed: SQLite forbids carrying one across ``fork``), so they are
+        set aside, and the store opens afresh on first use."""
+        if self._open is not None:
+            _INHERITED.append(self._open)
+            self._open = None
+        self._init_lock = asyncio.Lock()
 
     async def _start(self) -> _Open:
         async with self._init_lock:
@@ -1028,6 +1062,22 @@ class SQLiteStore:
             await opened.writer.close()
             if opened.reader is not opened.writer:
                 await opened.reader.close()
+
+
+# Every store of this process, to reopen in a forked child (a server that forks its workers
+# after using the store, e.g. a pre-fork warm-up), and what the parent had open, kept (never
+# used, never closed) in the child.
+_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+_INHERITED: list[_Open] = []
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _connected(conn: Conn) -> None:
