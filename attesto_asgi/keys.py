@@ -95,6 +95,9 @@ def _raw_signer(key: JoseKey, alg: str) -> Callable[[bytes], bytes]:
     return lambda data: private.sign(data, pad, digest)
 
 
+_PUBLIC_MEMBERS: Final = frozenset({"kty", "crv", "x", "y", "n", "e", "x5c", "x5t", "x5t#S256"})
+
+
 class SigningKey:
     """One private key with its algorithm and ``kid``; signs compact JWS."""
 
@@ -124,7 +127,9 @@ class SigningKey:
         return (signing_input + b"." + b64url_bytes(self._sign(signing_input))).decode("ascii")
 
     def public_jwk(self) -> dict[str, Any]:
-        jwk = dict(self.key.as_dict(private=False))
+        # Only the public key's own members (RFC 7518 §6, RFC 8037 §2) and the certificate
+        # chain: a member the host added to the private JWK is never published.
+        jwk = {k: v for k, v in self.key.as_dict(private=False).items() if k in _PUBLIC_MEMBERS}
         jwk.update(kid=self.kid, alg=self.alg, use="sig")
         return jwk
 
@@ -152,8 +157,13 @@ class KeySet:
             raise ValueError("a KeySet needs at least one key")
         self._keys = tuple(keys)
         by_alg: dict[str, SigningKey] = {}
+        algs_of: dict[str, str] = {}
         for k in self._keys:
             by_alg.setdefault(k.alg, k)
+            # kid is the key's thumbprint, the same for every algorithm: one key serving two
+            # would publish one kid twice, and a verifier keeps one algorithm per kid.
+            if algs_of.setdefault(k.kid, k.alg) != k.alg:
+                raise ValueError(f"key {k.kid} is given for both {algs_of[k.kid]} and {k.alg}: one algorithm per key")
         self._by_alg = by_alg
         self.active_alg = active_alg or self._keys[0].alg
         if self.active_alg not in by_alg:

@@ -83,3 +83,20 @@ def test_bad_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="unsupported"):
         SigningKey(ECKey.generate_key("P-256"), "none")
     assert "HS256" not in SUPPORTED_ALGS
+
+
+def test_one_key_for_two_algorithms_is_refused() -> None:
+    # RFC 7517 §4.5: distinct keys, distinct kids. The kid is the key's thumbprint, so one RSA
+    # key given for RS256 and PS256 would publish one kid twice, and a verifier keeps one
+    # algorithm per kid: the other algorithm's tokens would fail to verify.
+    private = KeySet.generate("RS256").private_jwks()["keys"][0]
+    with pytest.raises(ValueError, match="one algorithm per key"):
+        KeySet.from_jwks({"keys": [dict(private, alg="RS256"), dict(private, alg="PS256")]})
+
+
+def test_only_public_members_are_published() -> None:
+    # A member the host put on its private JWK (a note, key_ops) never reaches the JWKS.
+    private = KeySet.generate("ES256").private_jwks()["keys"][0]
+    ks = KeySet.from_jwks({"keys": [dict(private, x_secret="TOPSECRET", key_ops=["sign"])]})
+    [published] = ks.public_jwks()["keys"]
+    assert set(published) == {"kty", "crv", "x", "y", "kid", "alg", "use"}

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..config import Config
+from ..core.client_auth import ASSERTION_ALGS
 from ..core.issuer import GRANTS
 from ..model import AUTH_METHODS
 
 __all__ = ["metadata", "metadata_documents"]
 
-_JWT_AUTH_ALGS = ("HS256", "ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256", "RS384", "PS384", "RS512", "PS512")
+log = logging.getLogger("attesto_asgi.discovery")
+
+# What client assertions are verified with (core/client_auth.py), HS384 and HS512 included.
+_JWT_AUTH_ALGS = ASSERTION_ALGS
 
 
 def metadata(config: Config) -> dict[str, Any]:
@@ -42,6 +47,10 @@ def metadata(config: Config) -> dict[str, Any]:
         doc["scopes_supported"] = scopes
     if config.authorization_endpoint:
         doc["authorization_endpoint"] = config.authorization_endpoint
+    elif any("authorization_code" in c.grant_types for c in config.clients):
+        # RFC 8414 §2 / OIDC Discovery §3: REQUIRED while a grant uses the authorization
+        # endpoint; it is the host's page, so only the host can name it.
+        log.warning("Config.authorization_endpoint is not set: discovery metadata lacks it (RFC 8414 §2)")
     if config.userinfo_endpoint:
         doc["userinfo_endpoint"] = config.userinfo_endpoint
     doc.update(config.extra_metadata)
@@ -51,7 +60,8 @@ def metadata(config: Config) -> dict[str, Any]:
 def metadata_documents(config: Config) -> dict[str, dict[str, Any]]:
     """ASGI path -> JSON document. OIDC Discovery §4: ``<issuer>/.well-known/openid-configuration``;
     RFC 8414 §3: ``/.well-known/oauth-authorization-server<issuer path>``."""
-    issuer_path = urlsplit(config.issuer).path.rstrip("/")
+    # ASGI's scope["path"] is percent-decoded: so are the routes.
+    issuer_path = unquote(urlsplit(config.issuer).path.rstrip("/"))
     doc = metadata(config)
     return {
         f"{issuer_path}/.well-known/openid-configuration": doc,

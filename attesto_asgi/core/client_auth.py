@@ -26,7 +26,7 @@ from ..errors import INVALID_CLIENT, INVALID_REQUEST, OAuthError, quoted
 from ..model import Client
 from ._wire import Assertion
 
-__all__ = ["ASSERTION_TYPE", "MAX_ASSERTION_BYTES", "Authenticated", "ClientAuthenticator"]
+__all__ = ["ASSERTION_ALGS", "ASSERTION_TYPE", "MAX_ASSERTION_BYTES", "Authenticated", "ClientAuthenticator"]
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_BYTES: Final = 8192  # LESSONS: bound the size of every JOSE input
@@ -41,7 +41,9 @@ _KTY_ALGS: Final[dict[str, tuple[str, ...]]] = {
 }
 # A C static when compiled, not a lookup on the module at every call (_secrets.py).
 _a2b_base64: Final = binascii.a2b_base64
-_REGISTRY = jws.JWSRegistry(algorithms=["HS256", "HS384", "HS512", *(a for algs in _KTY_ALGS.values() for a in algs)])
+# Every algorithm a client assertion may be signed with (discovery advertises these).
+ASSERTION_ALGS: Final = ("HS256", "HS384", "HS512", *(a for algs in _KTY_ALGS.values() for a in algs))
+_REGISTRY = jws.JWSRegistry(algorithms=list(ASSERTION_ALGS))
 
 
 class Authenticated:
@@ -190,7 +192,7 @@ class ClientAuthenticator:
             raise fail("client_assertion missing or too large", False)
         try:
             header, unverified = _unverified_segments(assertion)
-        except (ValueError, binascii.Error, msgspec.DecodeError):
+        except (ValueError, binascii.Error, msgspec.DecodeError, RecursionError):  # nested past the stack
             raise fail("client_assertion is not a JWS", False) from None
         client_id = unverified.get("sub")
         if not isinstance(client_id, str):

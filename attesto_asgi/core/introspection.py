@@ -44,10 +44,11 @@ def caller_may_introspect(client: Client) -> None:
         )
 
 
-async def subject_active(config: Config, subject: str, client_id: str | None) -> bool:
-    """``hooks.subject_active`` for a user; a client's own token (``sub`` is the client) is
-    not a user's, so the hook is not asked about it."""
-    return subject == client_id or await config._policy.subject_active(subject)
+async def subject_active(config: Config, subject: str, *, clients_own: bool) -> bool:
+    """``hooks.subject_active`` for a user; a client's own token (client_credentials: no
+    family, ``sub`` is the client) is not a user's, so the hook is not asked about it. Told
+    by where the token came from, not by the name alone: a user may share a client's id."""
+    return clients_own or await config._policy.subject_active(subject)
 
 
 async def describe_refresh(config: Config, client: Client, record: RefreshRecord) -> tuple[dict[str, Any], str]:
@@ -55,7 +56,7 @@ async def describe_refresh(config: Config, client: Client, record: RefreshRecord
         return inactive(), "refresh token of another client"
     if record.rotated_at is not None:
         return inactive(), "refresh token already rotated"
-    if not await subject_active(config, record.subject, record.client_id):
+    if not await subject_active(config, record.subject, clients_own=False):  # refresh tokens are users''
         return inactive(), "subject no longer active"
     return active(
         record.scope,
@@ -72,7 +73,8 @@ async def describe_access(config: Config, token: VerifiedToken) -> tuple[dict[st
     # identify() verified the signature: the token's fid is ours.
     if token.jti is None or await access.access_token_revoked(token.jti, token.family_id):
         return inactive(), "access token revoked, or its family revoked"
-    if not await subject_active(config, token.subject, token.client_id):
+    clients_own = token.family_id is None and token.subject == token.client_id
+    if not await subject_active(config, token.subject, clients_own=clients_own):
         return inactive(), "subject no longer active"
     claims = token.claims
     body = active(

@@ -24,6 +24,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
 from ..config import Config
+from ..errors import quoted
 from ..keys import SUPPORTED_ALGS, KeySet
 from ..model import VerifiedToken
 from ..store import AccessTokenStore
@@ -184,9 +185,9 @@ def verify_jwt(
     if found is None:
         raise InvalidToken("kid is not one of our keys")
     if alg != found[0]:
-        raise InvalidToken(f"alg {alg!r} is not the key's algorithm")
+        raise InvalidToken(f"alg {quoted(alg)} is not the key's algorithm")
     if typ.lower() not in typs:
-        raise InvalidToken(f"typ {typ!r} is not a {token_type.rsplit(':', 1)[-1]}")
+        raise InvalidToken(f"typ {quoted(typ)} is not a {token_type.rsplit(':', 1)[-1]}")
     try:
         payload = jws.deserialize_compact(token, found[1], algorithms=[alg], registry=_REGISTRY).payload
     except (JoseError, ValueError, TypeError):

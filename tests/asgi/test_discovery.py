@@ -71,3 +71,32 @@ async def test_extra_metadata_and_host_endpoints(make_config: Callable[..., Conf
     assert doc["authorization_endpoint"] == "http://localhost/authorize"
     assert doc["userinfo_endpoint"] == "http://localhost/userinfo"
     assert doc["service_documentation"] == "http://localhost/docs"
+
+
+async def test_every_assertion_algorithm_accepted_is_advertised(client: httpx.AsyncClient) -> None:
+    # RFC 8414 §2: the list of algorithms supported; client_secret_jwt verifies HS384/HS512 too.
+    oidc = (await client.get("/.well-known/openid-configuration")).json()
+    for field in ("token_endpoint", "revocation_endpoint", "introspection_endpoint"):
+        assert {"HS256", "HS384", "HS512", "ES256", "RS256"} <= set(oidc[f"{field}_auth_signing_alg_values_supported"])
+
+
+async def test_an_issuer_path_with_escapes_serves_its_documents(make_config: Callable[..., Config]) -> None:
+    # ASGI's path is percent-decoded: the routes are too.
+    config = make_config(issuer="http://localhost/t%20x")
+    async with http_client(AttestoMiddleware(not_found_app, config)) as http:
+        for path in ("/t%20x/.well-known/openid-configuration", "/.well-known/oauth-authorization-server/t%20x"):
+            r = await http.get(path)
+            assert r.status_code == 200, path
+            assert r.json()["issuer"] == "http://localhost/t%20x"
+
+
+def test_without_an_authorization_endpoint_the_host_is_warned(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    # RFC 8414 §2: authorization_endpoint is REQUIRED while a grant uses it (a client has
+    # authorization_code); the page is the host's, so it is told, once, at start-up.
+    AttestoMiddleware(not_found_app, make_config())
+    assert "authorization_endpoint is not set" in caplog.text
+    caplog.clear()
+    AttestoMiddleware(not_found_app, make_config(authorization_endpoint="http://localhost/authorize"))
+    assert "authorization_endpoint" not in caplog.text

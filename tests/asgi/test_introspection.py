@@ -314,3 +314,14 @@ async def test_after_a_revocation_request_every_token_of_the_family_is_inactive(
         assert await body(http, token, owner) == {"active": False}
     again = await http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": rt1}, auth=web)
     assert again.json()["error"] == "invalid_grant"
+
+
+async def test_a_disabled_user_who_shares_a_clients_id_has_no_active_tokens(
+    http: httpx.AsyncClient, cfg: Config, hooks: FamilyHooks
+) -> None:
+    # Whose token it is comes from where it was minted (a user's family), not from the name:
+    # a user "web" signed in through client "web" is still a user, as the refresh grant holds.
+    fam = await start_family(cfg, subject="web")
+    hooks.disabled.add("web")
+    assert await body(http, fam.access_token) == {"active": False}
+    assert await body(http, fam.refresh_token, "web") == {"active": False}

@@ -377,3 +377,13 @@ async def test_replay_keys_of_two_clients_never_collide(make_config: Callable[..
             assert r.status_code == 200, (client_id, r.text)
             again = await post(http, {"client_assertion_type": ASSERTION_TYPE, "client_assertion": signed})
             assert again.status_code == 400  # each still replays only its own
+
+
+async def test_an_assertion_nested_past_the_stack_is_invalid_client(client: httpx.AsyncClient) -> None:
+    # Decoded before its signature is checked: bad input is invalid_client, never a 500.
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    nested = b64(b'{"alg":"ES256"}') + "." + b64(b"[" * 1500 + b"]" * 1500) + ".AAAA"
+    r = await post(client, {"client_assertion_type": ASSERTION_TYPE, "client_assertion": nested})
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_client")
