@@ -56,7 +56,7 @@ async def describe_refresh(config: Config, client: Client, record: RefreshRecord
         return inactive(), "refresh token of another client"
     if record.rotated_at is not None:
         return inactive(), "refresh token already rotated"
-    if not await subject_active(config, record.subject, clients_own=False):  # refresh tokens are users''
+    if not await subject_active(config, record.subject, clients_own=False):  # a refresh token is a user's
         return inactive(), "subject no longer active"
     return active(
         record.scope,
