@@ -11,7 +11,7 @@ shows beside the c=1 Redis target: it counts what adding two waits on the networ
 the rest of the request (the event loop sleeps and wakes twice), which the sum "memory p50
 + 2 bare round trips" leaves out.
 
-With ``round_trips=1`` only the compare-and-set waits: the cap of a store contract that
+With ``per_rotation=1`` only the compare-and-set waits: the cap of a store contract that
 read, checked and spent a refresh token in one round trip, which attesto's does not do
 (the grant's checks and the host's hooks run between the read and the spend, so a denied
 request changes nothing). It shows how far even that would go.

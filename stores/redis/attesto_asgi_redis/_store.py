@@ -599,19 +599,13 @@ class RedisStore:
             except TimeoutError:
                 raise RedisTimeoutError(f"pipeline not answered within {self._timeout} s") from None
         except BaseException:
-            try:
-                await conn.disconnect()
-            finally:  # back to the pool even if closing failed: the pool never shrinks
-                await self._checkin(conn)
+            await self._discard(conn)
             raise
         if readonly:
             # READONLY: the node is a replica now (a failover). Its connections are no use for
             # writes; dropped, the next pipeline connects again (to the new primary, where a
             # failover moves the address).
-            try:
-                await conn.disconnect()
-            finally:
-                await self._checkin(conn)
+            await self._discard(conn)
             await self._drop_connections()
             return
         self._idle.append(conn)
@@ -626,11 +620,16 @@ class RedisStore:
             conn = self._idle.pop()
             if _open_writer(conn) is not None:
                 return conn
-            try:
-                await conn.disconnect()
-            finally:
-                await self._checkin(conn)
+            await self._discard(conn)
         return await self._checkout()
+
+    async def _discard(self, conn: Any) -> None:
+        """Close a connection that must not be used again and give it back to the pool, which
+        connects it afresh when it hands it out."""
+        try:
+            await conn.disconnect()
+        finally:  # back to the pool even if closing failed: the pool never shrinks
+            await self._checkin(conn)
 
     async def _drop_connections(self) -> None:
         """Close the kept connections and those idle in the pool: the next pipelines connect
