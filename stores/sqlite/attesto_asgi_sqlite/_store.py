@@ -755,6 +755,7 @@ class SQLiteStore:
         self._clock = clock
         self._init_lock = asyncio.Lock()
         self._open: _Open | None = None
+        self._open_at_fork = False
         _STORES.add(self)
 
     @property
@@ -855,6 +856,11 @@ class SQLiteStore:
             if opened.loop is asyncio.get_running_loop():
                 return opened
             self._left_behind(opened)
+        if self._open_at_fork:
+            raise StoreUnavailable(
+                f"sqlite store {self.options.path!r} was open when this process forked: open the store in "
+                "each worker (after the fork), not in the parent"
+            )
         try:
             return await self._start()
         except (sqlite3.Error, OSError) as exc:
@@ -872,13 +878,15 @@ class SQLiteStore:
         opened.stop()
 
     def _forked(self) -> None:
-        """In a forked child: the parent's threads do not exist here and its connections must
-        not be used (nor closed: SQLite forbids carrying one across ``fork``), so they are
-        set aside, and the store opens afresh on first use."""
+        """In a forked child of a process that had the store open: the parent's threads do not
+        exist here, its connections must not be used (nor closed: SQLite forbids carrying one
+        across ``fork``), and one of those threads may have held an SQLite lock at the fork,
+        so a new connection here can wait forever (seen: ``sqlite3.connect`` hanging in the
+        child after the checkpointer ran). The store fails fast instead, with the reason."""
         if self._open is not None:
             _INHERITED.append(self._open)
             self._open = None
-        self._init_lock = asyncio.Lock()
+            self._open_at_fork = True
 
     async def _start(self) -> _Open:
         async with self._init_lock:
@@ -1064,9 +1072,9 @@ class SQLiteStore:
                 await opened.reader.close()
 
 
-# Every store of this process, to reopen in a forked child (a server that forks its workers
-# after using the store, e.g. a pre-fork warm-up), and what the parent had open, kept (never
-# used, never closed) in the child.
+# Every store of this process, to tell in a forked child which were open at the fork (a
+# server that forks its workers after using the store, e.g. a pre-fork warm-up), and what the
+# parent had open, kept (never used, never closed) in the child.
 _STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
 _INHERITED: list[_Open] = []
 
